@@ -1,0 +1,3 @@
+from .milestone_checkpoint_hook import MilestoneCheckpointHook
+
+__all__ = ['MilestoneCheckpointHook']
