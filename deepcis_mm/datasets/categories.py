@@ -1,0 +1,69 @@
+"""Parse EVICAN category names into (culture, kind).
+
+The exact EVICAN60 spellings are not known to us, so every likely one is accepted: ``HeLa cell``,
+``HeLa_Nucleus``, ``nucleus HeLa``, ``MCF-7 (nuclei)``, or a name ``Cell``/``Nucleus`` with the culture
+in ``supercategory``. EVICAN2 (``Cell``, ``Nucleus`` only) parses to culture ``None``.
+"""
+import re
+from typing import Dict, List, Optional, Tuple
+
+KINDS = ('cell', 'nucleus')
+_KIND_WORD = r'(?P<kind>cells?|nucle(?:us|i)|nuc)'
+_SEP = r'[\s_\-:/.,]+'
+_PATTERNS = [
+    re.compile(rf'^{_KIND_WORD}$', re.I),
+    re.compile(rf'^(?P<culture>.+?){_SEP}{_KIND_WORD}$', re.I),
+    re.compile(rf'^{_KIND_WORD}{_SEP}(?P<culture>.+)$', re.I),
+    re.compile(rf'^(?P<culture>.+?)\s*[(\[]\s*{_KIND_WORD}\s*[)\]]$', re.I),
+]
+# supercategory values that carry no culture
+_GENERIC = {'', 'none', 'cell', 'cells', 'nucleus', 'nuclei', 'object', 'objects', 'evican', 'biology'}
+
+
+def _kind(word: str) -> str:
+    return 'cell' if word.lower().startswith('cell') else 'nucleus'
+
+
+def culture_key(culture: Optional[str]) -> str:
+    """Spelling-insensitive key: ``MCF-7``, ``mcf7`` and ``MCF 7`` are one culture."""
+    return re.sub(r'[^0-9a-z]', '', (culture or '').lower())
+
+
+def parse_category(name: str, supercategory: Optional[str] = None) -> Optional[Tuple[Optional[str], str]]:
+    """Return ``(culture, kind)`` for one category, or None if it cannot be parsed."""
+    name = (name or '').strip()
+    sup = (supercategory or '').strip()
+    for pat in _PATTERNS:
+        m = pat.match(name)
+        if not m:
+            continue
+        culture = m.groupdict().get('culture')
+        if culture is None and sup.lower() not in _GENERIC:
+            culture = sup  # name is just the kind: culture lives in supercategory
+        return (culture.strip(' _-') if culture else None), _kind(m.group('kind'))
+    # name is the culture, supercategory the kind (e.g. name 'HeLa', supercategory 'Nucleus')
+    m = _PATTERNS[0].match(sup)
+    if m and name:
+        return name, _kind(m.group('kind'))
+    return None
+
+
+def parse_categories(categories: List[dict], source: str) -> Dict[int, Tuple[Optional[str], str]]:
+    """Parse every category of a COCO file; raise one error listing all names that do not parse."""
+    parsed, bad = {}, []
+    for cat in categories:
+        res = parse_category(cat.get('name', ''), cat.get('supercategory'))
+        if res is None:
+            bad.append(repr(cat.get('name')))
+        else:
+            parsed[cat['id']] = res
+    if bad:
+        raise ValueError(f'{source}: cannot parse category name(s) {", ".join(bad)} into '
+                         f'(culture, cell|nucleus); expected e.g. "HeLa cell", "HeLa_Nucleus", '
+                         f'"nucleus HeLa" or name "Cell"/"Nucleus" with the culture as supercategory')
+    return parsed
+
+
+def class_name(culture: Optional[str], kind: str) -> str:
+    """The normalized class name written by the converter: ``'<culture> <kind>'`` (or just the kind)."""
+    return f'{culture} {kind}' if culture else kind

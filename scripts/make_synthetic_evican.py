@@ -1,0 +1,47 @@
+#!/usr/bin/env python
+"""Write synthetic EVICAN data in the real release layout (then run scripts/prepare_evican.py on it).
+
+    python scripts/make_synthetic_evican.py OUT [--cultures 4 | --cultures HeLa,MCF-7] [--seed 0] ...
+
+Logic: deepcis_mm/datasets/synthetic.py. Same arguments -> byte-identical output.
+"""
+import argparse
+import sys
+import time
+
+from deepcis_mm.datasets.synthetic import CULTURES, make_synthetic_evican
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('out', help='output release root')
+    p.add_argument('--cultures', default='4',
+                   help=f'a number (first N of {len(CULTURES)} built-in lines) or comma-separated names')
+    p.add_argument('--train', type=int, default=48, help='train images')
+    p.add_argument('--val', type=int, default=8, help='val images')
+    p.add_argument('--eval-per-level', type=int, default=6, help='eval images per difficulty level')
+    p.add_argument('--size', type=int, default=256, help='train/val image side (px)')
+    p.add_argument('--eval-size', type=int, nargs=2, metavar=('MIN', 'MAX'),
+                   help='eval image side range (default 0.6x..1.3x size)')
+    p.add_argument('--annotate-frac', type=float, default=0.8,
+                   help='fraction of train/val cells annotated (EVICAN is partially annotated)')
+    p.add_argument('--variant', default='EVICAN60', choices=['EVICAN60', 'EVICAN2'])
+    p.add_argument('--seed', type=int, default=0)
+    args = p.parse_args(argv)
+    if args.cultures.isdigit():
+        n = int(args.cultures)
+        if not 1 <= n <= len(CULTURES):
+            p.error(f'--cultures: between 1 and {len(CULTURES)}')
+        cultures = CULTURES[:n]
+    else:
+        cultures = tuple(c.strip() for c in args.cultures.split(',') if c.strip())
+    t = time.time()
+    counts = make_synthetic_evican(args.out, cultures, args.train, args.val, args.eval_per_level,
+                                   args.size, args.eval_size, args.seed, args.annotate_frac, args.variant)
+    n_img = sum(c['images'] for c in counts.values())
+    print(f'wrote {n_img} images ({", ".join(cultures)}) to {args.out} in {time.time() - t:.1f} s')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
