@@ -206,7 +206,10 @@ def _convert_file(path, level, img_dir, out: _Split, cat_table, warnings, skip_b
     _check_unique(data['images'], 'id', 'image', path)
     _check_unique(data['annotations'], 'id', 'annotation', path)
     _check_unique(data['categories'], 'id', 'category', path)
-    parsed = parse_categories(data['categories'], path)
+    try:
+        parsed = parse_categories(data['categories'], path)
+    except ValueError as e:
+        raise ReleaseError(str(e)) from None
     for cat in data['categories']:
         culture, kind = parsed[cat['id']]
         rec = dict(id=cat['id'], name=class_name(culture, kind), supercategory=culture or kind,
@@ -341,7 +344,8 @@ def summarize(splits: Dict[str, _Split], categories: List[dict], variant: str) -
     names = {c['id']: c['name'] for c in categories}
     result = dict(variant=variant, classes=[c['name'] for c in categories], splits={})
     for split, out in splits.items():
-        levels = sorted({im['difficulty'] for im in out.images})
+        # every level is reported, an empty one with zeros
+        levels = [1, 2, 3] if split == 'eval' else [0]
         img_level = {im['id']: im['difficulty'] for im in out.images}
         per = {}
         for lvl in levels:

@@ -1,5 +1,6 @@
 """Cascade RoI head with the mask branch at the last stage only (as in the DeepCIS paper)."""
-from typing import List, Tuple
+import copy
+from typing import List, Optional, Tuple
 
 import torch.nn as nn
 from mmdet.models.roi_heads import CascadeRoIHead
@@ -16,7 +17,22 @@ class LastStageMaskCascadeRoIHead(CascadeRoIHead):
     """mmdet's :class:`CascadeRoIHead` trains and runs a mask head at every stage and averages them;
     here one mask head sits on the last stage: trained on its samples (loss key ``s{N-1}.loss_mask``)
     and used alone at test time. A list ``mask_head`` config uses its last entry.
+
+    Args:
+        num_classes: if given, set on every bbox head and the mask head, so that a setting (30 or 60
+            classes) or ``--cfg-options model.roi_head.num_classes=N`` changes one number.
     """
+
+    def __init__(self, *args, num_classes: Optional[int] = None, **kwargs):
+        if num_classes is not None:
+            for key in ('bbox_head', 'mask_head'):
+                if kwargs.get(key) is None:
+                    continue
+                heads = copy.deepcopy(kwargs[key])
+                for head in heads if isinstance(heads, list) else [heads]:
+                    head['num_classes'] = num_classes
+                kwargs[key] = heads
+        super().__init__(*args, **kwargs)
 
     def init_mask_head(self, mask_roi_extractor, mask_head) -> None:
         last = (lambda cfg: cfg[-1] if isinstance(cfg, list) else cfg)

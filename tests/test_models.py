@@ -1,0 +1,163 @@
+"""Model pieces: pixel-size anchors, level-mapped RPN, last-stage-only mask head, every config builds."""
+import glob
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmdet.registry import MODELS, TASK_UTILS
+from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+
+from deepcis_mm.engine import apply_cpu_fallback
+from deepcis_mm.models import assign_levels
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SETTING3 = osp.join(ROOT, 'configs/deepcis/deepcis_s200-dcnv2_fpn_3.5k_evican60-cell-nucleus.py')
+DEMO = osp.join(ROOT, 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py')
+ALL_CONFIGS = sorted(p for p in glob.glob(osp.join(ROOT, 'configs/**/*.py'), recursive=True)
+                     if '/_base_/' not in p)
+
+
+def build_model(path, **overrides):
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(overrides)
+    apply_cpu_fallback(cfg, force=True)
+
+    def no_init(node):  # no downloads in tests
+        if isinstance(node, dict):
+            if 'init_cfg' in node and isinstance(node['init_cfg'], dict) and \
+                    node['init_cfg'].get('type') == 'Pretrained':
+                node['init_cfg'] = None
+            for v in node.values():
+                no_init(v)
+        elif isinstance(node, list):
+            for v in node:
+                no_init(v)
+    no_init(cfg.model)
+    return MODELS.build(cfg.model), cfg
+
+
+def test_assign_levels_reproduces_authors_map():
+    # LIVECell bt474_config.yaml: sizes 4, 9, 17, 31, 64, 127 on [p2, p2, p3, p4, p5, p6]
+    assert assign_levels([4, 9, 17, 31, 64, 127], [4, 8, 16, 32, 64]) == [0, 0, 1, 2, 3, 4]
+    assert assign_levels([2, 6, 17, 31, 64, 127, 256, 512, 1024], [4, 8, 16, 32, 64]) == \
+        [0, 0, 1, 2, 3, 4, 4, 4, 4]
+
+
+def test_per_level_anchors_have_paper_sizes():
+    gen = TASK_UTILS.build(dict(type='PixelSizeAnchorGenerator', sizes=[4, 9, 17], ratios=[0.25, 1.0, 4.0]))
+    assert gen.level_map == [0, 0, 1]
+    assert [s[0] for s in gen.strides] == [4, 4, 8]
+    assert gen.num_base_priors == [3, 3, 3]
+    for size, anchors in zip([4, 9, 17], gen.base_anchors):
+        wh = (anchors[:, 2:] - anchors[:, :2]).numpy()
+        # ratio = h / w, area = size^2
+        np.testing.assert_allclose(wh, [[2 * size, size / 2], [size, size], [size / 2, 2 * size]], rtol=1e-6)
+        np.testing.assert_allclose(anchors[:, :2].numpy() + wh / 2, 0, atol=1e-6)  # centred on 0
+
+
+def test_all_levels_anchors_put_every_size_everywhere():
+    sizes = [2, 6, 17, 31, 64, 127, 256, 512, 1024]
+    gen = TASK_UTILS.build(dict(type='PixelSizeAnchorGenerator', sizes=sizes, ratios=[0.25, 0.5, 1, 2, 4],
+                                mode='all_levels'))
+    assert gen.num_base_priors == [45] * 5
+    assert [s[0] for s in gen.strides] == [4, 8, 16, 32, 64]
+    for anchors in gen.base_anchors:
+        wh = anchors[:, 2:] - anchors[:, :2]
+        side = torch.sqrt(wh[:, 0] * wh[:, 1])
+        assert sorted(set(np.round(side.numpy(), 3).tolist())) == sizes
+
+
+def test_anchor_generator_rejects_bad_arguments():
+    with pytest.raises(ValueError, match='mode'):
+        TASK_UTILS.build(dict(type='PixelSizeAnchorGenerator', sizes=[4], ratios=[1], mode='every'))
+    with pytest.raises(ValueError, match='level_map'):
+        TASK_UTILS.build(dict(type='PixelSizeAnchorGenerator', sizes=[4, 8], ratios=[1], level_map=[0]))
+
+
+@pytest.mark.parametrize('mode,priors', [('per_level', 5), ('all_levels', 45)])
+def test_rpn_head_prior_count_and_level_map(mode, priors):
+    sizes = [2, 6, 17, 31, 64, 127, 256, 512, 1024]
+    head = MODELS.build(dict(
+        type='LevelMappedRPNHead', in_channels=8, feat_channels=8,
+        anchor_generator=dict(type='PixelSizeAnchorGenerator', sizes=sizes, ratios=[0.25, 0.5, 1, 2, 4],
+                              mode=mode)))
+    assert head.num_base_priors == priors
+    feats = tuple(torch.rand(1, 8, 64 // 2 ** i, 64 // 2 ** i) for i in range(5))
+    cls_scores, bbox_preds = head(feats)
+    levels = head.prior_generator.level_map
+    assert len(cls_scores) == len(levels) == (9 if mode == 'per_level' else 5)
+    for lvl, cls, reg in zip(levels, cls_scores, bbox_preds):
+        assert cls.shape == (1, priors, 64 // 2 ** lvl, 64 // 2 ** lvl)
+        assert reg.shape[1] == 4 * priors
+
+
+def _fake_batch(h=96, w=96, n=3, num_classes=8, batch=2):
+    """``batch`` images (>= 2: ResNeSt's split-attention BN needs 2 values per channel in training)."""
+    torch.manual_seed(0)
+    samples = [_fake_sample(h, w, n, num_classes) for _ in range(batch)]
+    return dict(inputs=[torch.randint(0, 255, (3, h, w), dtype=torch.uint8) for _ in samples],
+                data_samples=samples)
+
+
+def _fake_sample(h, w, n, num_classes):
+    sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                                         scale_factor=(1.0, 1.0), batch_input_shape=(h, w)))
+    boxes = torch.tensor([[10., 10., 40., 40.], [50., 20., 90., 60.], [5., 60., 30., 90.]])[:n]
+    masks = np.zeros((n, h, w), np.uint8)
+    for i, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+        masks[i, y1:y2, x1:x2] = 1
+    sample.gt_instances = InstanceData(bboxes=boxes, labels=torch.arange(n) % num_classes,
+                                       masks=BitmapMasks(masks, h, w))
+    return sample
+
+
+def test_mask_branch_only_at_last_stage():
+    model, _ = build_model(DEMO)
+    head = model.roi_head
+    assert type(head).__name__ == 'LastStageMaskCascadeRoIHead'
+    assert head.num_stages == 3 and len(head.mask_head) == 1 and len(head.bbox_head) == 3
+    torch.manual_seed(0)
+    model.train()
+    losses = model(**model.data_preprocessor(_fake_batch(), True), mode='loss')
+    mask_keys = sorted(k for k in losses if 'loss_mask' in k)
+    assert mask_keys == ['s2.loss_mask']
+    assert {'s0.loss_cls', 's1.loss_cls', 's2.loss_cls'} <= set(losses)
+    total, _ = model.parse_losses(losses)
+    total.backward()
+    assert head.mask_head[0].conv_logits.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        res = model(**model.data_preprocessor(_fake_batch(), False), mode='predict')[0]
+    inst = res.pred_instances
+    assert inst.masks.shape[1:] == (96, 96) and len(inst.masks) == len(inst.bboxes)
+
+
+def test_setting3_full_model_predicts_one_image():
+    """The paper's network: ResNeSt-200 (stem 128, radix 2) + DCNv2 stages 2-4 + FPN + 3-stage cascade."""
+    # fewer proposals than the paper's 3000 keep the CPU test short; the network is unchanged
+    model, cfg = build_model(SETTING3, **{'model.test_cfg.rpn.max_per_img': 100,
+                                          'model.test_cfg.rcnn.max_per_img': 50})
+    bb = model.backbone
+    assert (type(bb).__name__, bb.depth, bb.stem_channels, bb.radix) == ('ResNeSt', 200, 128, 2)
+    assert [type(m.conv2.conv).__name__ for m in (bb.layer1[0], bb.layer2[0], bb.layer4[0])] == \
+        ['Conv2d', 'ModulatedDeformConv2dPack', 'ModulatedDeformConv2dPack']
+    assert model.roi_head.bbox_head[0].num_classes == 60 and model.roi_head.mask_head[0].num_classes == 60
+    assert 'SyncBatchNorm' not in {type(m).__name__ for m in model.modules()}
+    model.eval()
+    with torch.no_grad():
+        res = model(**model.data_preprocessor(_fake_batch(64, 64, num_classes=60, batch=1), False), mode='predict')[0]
+    inst = res.pred_instances
+    assert len(inst) <= cfg.model.test_cfg.rcnn.max_per_img
+    assert inst.masks.shape[1:] == (64, 64)
+    assert (inst.labels < 60).all()
+
+
+@pytest.mark.parametrize('path', ALL_CONFIGS, ids=lambda p: osp.relpath(p, ROOT))
+def test_every_config_builds(path):
+    model, cfg = build_model(path)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert cfg.train_dataloader.dataset.type and cfg.test_evaluator
