@@ -261,3 +261,19 @@ def test_evican_dataset_errors(prepared):
     with pytest.raises(ValueError, match=r"unknown class\(es\) \['HeLa cytoplasm'\]"):
         EvicanDataset(data_root=prepared, ann_file='annotations/instances_eval.json',
                       metainfo=dict(classes=('HeLa cell', 'HeLa cytoplasm')), pipeline=[])
+
+
+def test_anchor_statistics_on_known_boxes(prepared, tmp_path):
+    from deepcis_mm.datasets.anchor_stats import coverage, shape_iou, suggest_anchors
+    wh = np.array([[10.0, 10.0]] * 60 + [[10.0, 40.0]] * 40)
+    sug = suggest_anchors(wh, n_sizes=3)
+    assert sug['sizes'] == [10, 14, 20] and sug['ratios'] == [1.0, 4.0]
+    assert shape_iou(np.array([[10.0, 10.0]]), np.array([[20.0, 20.0]]))[0, 0] == pytest.approx(0.25)
+    assert coverage(wh, [10, 20], [1.0, 4.0]) == 1.0
+    assert coverage(wh, [40], [1.0]) == 0.0  # 10x10 vs 40x40: IoU 1/16
+    res = subprocess.run([sys.executable, osp.join(ROOT, 'scripts/dataset_stats.py'), prepared, '--out',
+                          str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    report = json.load(open(tmp_path / 'anchor_stats.json'))
+    assert set(report) == {'cell', 'nucleus'} and report['cell']['coverage_paper'] > 0.5
+    assert (tmp_path / 'stats_hist.png').stat().st_size > 1000

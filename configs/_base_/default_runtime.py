@@ -8,5 +8,9 @@ default_hooks = dict(
     checkpoint=dict(type='MilestoneCheckpointHook', milestones=[1500, 2000, 3500], save_last=True,
                     max_keep_ckpts=-1))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
-# fails early and clearly when the dataset's classes and the heads' num_classes disagree
-custom_hooks = [dict(type='NumClassCheckHook')]
+custom_hooks = [
+    # fails early and clearly when the dataset's classes and the heads' num_classes disagree
+    dict(type='NumClassCheckHook'),
+    # Table I / per-class AP files under <work_dir>/ap_tables/ after every evaluation
+    dict(type='APTableHook'),
+]

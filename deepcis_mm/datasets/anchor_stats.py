@@ -39,9 +39,11 @@ def coverage(wh: np.ndarray, sizes, ratios, thr: float = 0.5) -> float:
 
 
 def suggest_anchors(wh: np.ndarray, n_sizes: int = 9) -> dict:
-    """Sizes: quantiles of sqrt(w*h) spread over 1..99 %; ratios: h/w quantiles snapped to powers of 2."""
+    """Sizes: geometric steps from the 1st to the 99th percentile of sqrt(w*h) (like the paper's lists);
+    ratios: h/w percentiles (2, 25, 50, 75, 98) snapped to powers of 2."""
     side = np.sqrt(wh[:, 0] * wh[:, 1])
-    sizes = sorted({int(round(v)) for v in np.quantile(side, np.linspace(0.01, 0.99, n_sizes))})
+    lo, hi = np.percentile(side, [1, 99])
+    sizes = sorted({int(round(v)) for v in np.geomspace(max(lo, 1.0), max(hi, lo, 1.0), n_sizes)})
     log_r = np.log2(wh[:, 1] / wh[:, 0])
     snapped = np.round(np.quantile(log_r, [0.02, 0.25, 0.5, 0.75, 0.98]))
     ratios = sorted({float(2.0 ** v) for v in snapped} | {1.0})

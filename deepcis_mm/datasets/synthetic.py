@@ -72,6 +72,11 @@ def _star_polygon(rng, cx, cy, radius, elong, irregular, angle, n=28) -> np.ndar
     return np.stack([cx + ca * x - sa * y, cy + sa * x + ca * y], 1)
 
 
+def _area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+
+
 def _smooth_noise(rng, h, w, scale) -> np.ndarray:
     small = rng.standard_normal((max(2, int(h / scale)), max(2, int(w / scale)))).astype(np.float32)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
@@ -121,9 +126,14 @@ def render_image(rng: np.random.Generator, height: int, width: int, morph: Morph
             if all(cv2.pointPolygonTest(c32, (float(px), float(py)), False) > 0 for px, py in cand):
                 nuc = cand
                 break
+        annotated = bool(rng.random() < annotate_frac)
         cell = np.clip(cell, 0, box)
-        nuc = np.clip(nuc, 0, box) if nuc is not None else None
-        objects.append((cell, nuc, bool(rng.random() < annotate_frac)))
+        if _area(cell) < 30:  # (almost) outside the image: no object, not a degenerate polygon
+            continue
+        if nuc is not None:
+            nuc = np.clip(nuc, 0, box)
+            nuc = nuc if _area(nuc) >= 8 else None
+        objects.append((cell, nuc, annotated))
     # --- rendering ---------------------------------------------------------------------------------
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     bg = 0.55 + rng.uniform(-0.08, 0.08) \

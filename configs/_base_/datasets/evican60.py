@@ -54,7 +54,8 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
-    type='CocoMetric',
+    # COCO bbox/segm per difficulty level, per class, class-agnostic, culture accuracy
+    type='DifficultyCocoMetric',
     ann_file=data_root + 'annotations/instances_eval.json',
     metric=['bbox', 'segm'],
     # maxDets: EVICAN images are dense; mmdet's default 100 detections would cap recall

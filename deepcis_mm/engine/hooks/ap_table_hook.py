@@ -1,0 +1,177 @@
+"""Write the paper's Table I, per-class AP tables and plots after every evaluation."""
+import csv
+import io
+import json
+import os.path as osp
+from typing import List, Optional
+
+from mmdet.registry import HOOKS
+from mmengine.dist import master_only
+from mmengine.hooks import Hook
+from mmengine.runner import EpochBasedTrainLoop
+
+from ...utils import atomic_save, atomic_write_text
+
+STATS = (('mAP', 'mAP'), ('mAP_50', 'mAP50'), ('mAP_75', 'mAP75'), ('mAP_s', 'mAPs'), ('mAP_m', 'mAPm'),
+         ('mAP_l', 'mAPl'))
+LEVEL_ROWS = (('1', 'Level 1 (easy)'), ('2', 'Level 2 (medium)'), ('3', 'Level 3 (difficult)'),
+              ('all', 'All levels'))
+IOU_NAMES = (('bbox', 'Det.'), ('segm', 'Seg.'))
+
+
+def fmt(value: Optional[float], scale: float = 100.0) -> str:
+    """Percent with two decimals, or n/a."""
+    return 'n/a' if value is None else f'{value * scale:.2f}'
+
+
+def table1_rows(tables: dict) -> List[List[str]]:
+    """Table I of the paper: difficulty rows x (mAP, mAP50, mAP75, mAPs, mAPm, mAPl) x (Det., Seg.)."""
+    header = ['Difficulty'] + [f'{name} {label}' for iou, name in IOU_NAMES if tables.get(iou)
+                               for _, label in STATS]
+    rows = [header]
+    for lvl, title in LEVEL_ROWS:
+        row = [title]
+        for iou, _ in IOU_NAMES:
+            if tables.get(iou):
+                row += [fmt(tables[iou]['levels'][lvl][key]) for key, _ in STATS]
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: List[List[str]]) -> str:
+    return '\n'.join(['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|' * len(rows[0])] +
+                     ['| ' + ' | '.join(r) + ' |' for r in rows[1:]]) + '\n'
+
+
+def csv_text(rows: List[List]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator='\n').writerows(rows)
+    return buf.getvalue()
+
+
+def summary_markdown(tables: dict) -> str:
+    """Table I plus class-agnostic AP, per-kind means and culture accuracy per level."""
+    parts = ['## Table I (COCO AP, %)\n', markdown(table1_rows(tables))]
+    extra = [['Difficulty'] + [f'agnostic {name} mAP' for iou, name in IOU_NAMES
+                               if tables.get(iou) and 'agnostic' in tables[iou]]]
+    kinds = [(iou, name, kind) for iou, name in IOU_NAMES if tables.get(iou)
+             for kind in tables[iou].get('per_kind', {})]
+    extra[0] += [f'{kind} {name} mAP' for _, name, kind in kinds]
+    if 'culture' in tables:
+        extra[0] += ['culture acc.', 'matched']
+    for lvl, title in LEVEL_ROWS:
+        row = [title] + [fmt(tables[iou]['agnostic'][lvl]['mAP']) for iou, _ in IOU_NAMES
+                         if tables.get(iou) and 'agnostic' in tables[iou]]
+        row += [fmt(tables[iou]['per_kind'][kind][lvl]['mAP']) for iou, _, kind in kinds]
+        if 'culture' in tables:
+            c = tables['culture']['levels'][lvl]
+            row += [fmt(c['accuracy']), str(c['n_matched'])]
+        extra.append(row)
+    if len(extra[0]) > 1:
+        parts += ['\n## Class-agnostic AP, per-kind means, culture accuracy (%)\n', markdown(extra)]
+    parts.append('\nMeans run over the classes with ground truth at a level; n/a = no ground truth.\n')
+    return ''.join(parts)
+
+
+def per_class_rows(tables: dict) -> List[List]:
+    rows = [['class', 'culture', 'kind', 'level', 'iou_type', 'AP', 'AP50', 'AP75', 'APs', 'APm', 'APl',
+             'n_images', 'n_instances']]
+    for iou, _ in IOU_NAMES:
+        for r in (tables.get(iou) or {}).get('per_class', []):
+            rows.append([r['cls'], r['culture'] or '', r['kind'] or '', r['level'], iou] +
+                        ['n/a' if r[k] is None else f'{r[k]:.6f}' for k, _ in STATS] +
+                        [r['n_images'], r['n_instances']])
+    return rows
+
+
+def plot_per_class(tables: dict, path: str) -> None:
+    """Per-class AP bars, one panel per difficulty level (segm if present, else bbox)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    iou = 'segm' if tables.get('segm') else 'bbox'
+    classes = tables['classes']
+    fig, axes = plt.subplots(4, 1, figsize=(max(6, 0.35 * len(classes) + 2), 10), sharex=True)
+    for ax, (lvl, title) in zip(axes, LEVEL_ROWS):
+        rows = {r['cls']: r for r in tables[iou]['per_class'] if r['level'] == lvl}
+        vals = [rows[c]['mAP'] for c in classes]
+        ax.bar(range(len(classes)), [0 if v is None else 100 * v for v in vals], color='tab:blue')
+        for x, v in enumerate(vals):
+            if v is None:
+                ax.text(x, 1, 'n/a', ha='center', va='bottom', fontsize=6, rotation=90, color='gray')
+        ax.set(ylabel='AP (%)', ylim=(0, 100), title=f'{title}: {iou} AP per class')
+    axes[-1].set_xticks(range(len(classes)))
+    axes[-1].set_xticklabels(classes, rotation=90, fontsize=7)
+    fig.tight_layout()
+    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=80, format='png'))
+    plt.close(fig)
+
+
+def plot_confusion(culture: dict, path: str) -> None:
+    """Culture confusion of matched detections (rows: true culture, columns: predicted)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+    names, mat = culture['cultures'], np.asarray(culture['confusion']['all'])
+    fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(names) + 2),) * 2)
+    ax.imshow(mat, cmap='Blues')
+    for (i, j), v in np.ndenumerate(mat):
+        if v:
+            ax.text(j, i, str(v), ha='center', va='center', fontsize=7)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=7)
+    acc = culture['levels']['all']['accuracy']
+    ax.set(xlabel='predicted culture', ylabel='true culture', title=f'culture accuracy {fmt(acc)} %')
+    fig.tight_layout()
+    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=80, format='png'))
+    plt.close(fig)
+
+
+def write_ap_tables(tables: dict, metrics: dict, out_dir: str) -> str:
+    """Write table1.md/.csv, per_class.csv, metrics.json and the plots into ``out_dir``; return Table I md."""
+    text = summary_markdown(tables)
+    atomic_write_text(osp.join(out_dir, 'table1.md'), text)
+    atomic_write_text(osp.join(out_dir, 'table1.csv'), csv_text(table1_rows(tables)))
+    atomic_write_text(osp.join(out_dir, 'per_class.csv'), csv_text(per_class_rows(tables)))
+    clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
+    atomic_write_text(osp.join(out_dir, 'metrics.json'),
+                      json.dumps(dict(metrics=clean, tables=tables), indent=1))
+    if tables.get('segm') or tables.get('bbox'):
+        plot_per_class(tables, osp.join(out_dir, 'per_class_ap.png'))
+    if tables.get('culture') and tables['culture']['cultures']:
+        plot_confusion(tables['culture'], osp.join(out_dir, 'culture_confusion.png'))
+    return text
+
+
+@HOOKS.register_module()
+class APTableHook(Hook):
+    """After every val/test evaluation, write the tables of each :class:`DifficultyCocoMetric` to
+    ``<work_dir>/ap_tables/<iter_N | epoch_N | test_<checkpoint>_<timestamp>>/`` and log Table I."""
+
+    priority = 'LOW'
+
+    def __init__(self, out_dir: str = 'ap_tables'):
+        self.out_dir = out_dir
+
+    def _tables(self, evaluator):
+        return [m for m in getattr(evaluator, 'metrics', []) if getattr(m, 'last_tables', None)]
+
+    def _write(self, runner, evaluator, tag: str, metrics: Optional[dict]) -> None:
+        for n, metric in enumerate(self._tables(evaluator)):
+            folder = osp.join(runner.work_dir, self.out_dir, tag + (f'_{n}' if n else ''))
+            text = write_ap_tables(metric.last_tables, metrics or {}, folder)
+            runner.logger.info(f'AP tables written to {folder}\n{text}')
+
+    @master_only
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        by_epoch = isinstance(getattr(runner, '_train_loop', None), EpochBasedTrainLoop)
+        tag = f'epoch_{runner.epoch}' if by_epoch else f'iter_{runner.iter}'
+        self._write(runner, runner.val_loop.evaluator, tag, metrics)
+
+    @master_only
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        ckpt = osp.splitext(osp.basename(str(runner.cfg.get('load_from') or 'model')))[0]
+        self._write(runner, runner.test_loop.evaluator, f'test_{ckpt}_{runner.timestamp}', metrics)

@@ -1,0 +1,250 @@
+"""COCO bbox/segm metrics per EVICAN difficulty level, per class, class-agnostic, and culture accuracy."""
+import copy
+from collections import OrderedDict, defaultdict
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from mmdet.datasets.api_wrappers import COCO
+from mmdet.evaluation.metrics import CocoMetric
+from mmdet.registry import METRICS
+from mmengine.logging import MMLogger
+from pycocotools.cocoeval import COCOeval
+
+from ..datasets.categories import parse_category
+
+LEVEL_KEYS = ('all', 1, 2, 3)
+LEVEL_NAMES = {'all': 'all', 1: 'easy', 2: 'medium', 3: 'difficult'}
+STAT_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
+
+
+def _mean(values) -> Optional[float]:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def coco_stats(precision: np.ndarray, params) -> Dict[str, Optional[float]]:
+    """The six AP numbers of ``COCOeval.summarize`` from an accumulated precision array; None = n/a.
+
+    Means run over the entries > -1 exactly as pycocotools does (a class without ground truth in the
+    evaluated images is left out, never counted as 0).
+    """
+    m = params.maxDets.index(params.maxDets[min(2, len(params.maxDets) - 1)])
+    t50 = int(np.argmin(np.abs(params.iouThrs - 0.5)))
+    t75 = int(np.argmin(np.abs(params.iouThrs - 0.75)))
+    out = {}
+    for name, t, a in (('mAP', None, 0), ('mAP_50', t50, 0), ('mAP_75', t75, 0), ('mAP_s', None, 1),
+                       ('mAP_m', None, 2), ('mAP_l', None, 3)):
+        s = precision[:, :, :, a, m] if t is None else precision[t, :, :, a, m]
+        s = s[s > -1]
+        out[name] = float(np.mean(s)) if s.size else None
+    return out
+
+
+def accumulate_subset(E: COCOeval, img_ids: Sequence[int]) -> np.ndarray:
+    """Accumulate an evaluated ``COCOeval`` over a subset of its images; return the precision array.
+
+    pycocotools' ``accumulate(p)`` indexes its stored per-image results by positions in ``p.imgIds``,
+    so it cannot select a subset itself; here the per-image results of the subset are picked out in the
+    evaluated order, which gives exactly what a fresh COCOeval restricted to those images computes.
+    """
+    pe = E._paramsEval
+    pos = {i: n for n, i in enumerate(pe.imgIds)}
+    sel = sorted(pos[i] for i in set(img_ids) if i in pos)
+    n_img, n_area = len(pe.imgIds), len(pe.areaRng)
+    n_cat = len(pe.catIds) if pe.useCats else 1
+    sub = copy.copy(pe)
+    sub.imgIds = [pe.imgIds[i] for i in sel]
+    saved = E.evalImgs, E._paramsEval, E.params
+    try:
+        E.evalImgs = [saved[0][k * n_area * n_img + a * n_img + i]
+                      for k in range(n_cat) for a in range(n_area) for i in sel]
+        E._paramsEval = E.params = sub
+        E.accumulate(sub)
+    finally:
+        E.evalImgs, E._paramsEval, E.params = saved
+    return E.eval['precision']
+
+
+@METRICS.register_module()
+class DifficultyCocoMetric(CocoMetric):
+    """mmdet's :class:`CocoMetric` with the paper's tables: bbox and segm mAP, mAP50, mAP75, mAP_s/m/l
+    overall and per difficulty level (the ``difficulty`` tag of each image in ``ann_file``), per class
+    per level, per-kind means (cells vs nuclei), class-agnostic AP, and culture accuracy of matched
+    detections (class-agnostic match at IoU >= 0.5).
+
+    Each IoU type is evaluated once (``COCOeval.evaluate``) and accumulated per level; class-agnostic AP
+    needs one more evaluation (all categories merged). Level means run over the classes with ground
+    truth at that level; a class without is n/a (None in ``self.last_tables``, NaN in the returned
+    scalars), never 0. The full tables of the last evaluation are in ``self.last_tables``
+    (:class:`APTableHook` writes them to disk).
+
+    Args:
+        class_agnostic: also compute class-agnostic AP and culture accuracy.
+        **kwargs: as :class:`mmdet.evaluation.CocoMetric` (``ann_file`` is required).
+    """
+
+    def __init__(self, *args, class_agnostic: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self._coco_api is None:
+            raise ValueError('DifficultyCocoMetric: ann_file is required (it holds the difficulty tags)')
+        self.class_agnostic = class_agnostic
+        self.last_tables: Optional[dict] = None
+
+    # --- predictions -> COCO detections (in memory: no JSON round trip) ----------------------------
+    def _detections(self, preds: List[dict], iou_type: str) -> List[dict]:
+        dets = []
+        for res in preds:
+            key = 'masks' if iou_type == 'segm' else 'bboxes'
+            if key not in res:
+                raise KeyError(f'DifficultyCocoMetric: predictions have no {key} for metric {iou_type!r}')
+            scores = res['mask_scores'] if iou_type == 'segm' and 'mask_scores' in res else res['scores']
+            for i, label in enumerate(res['labels']):
+                d = dict(image_id=res['img_id'], category_id=self.cat_ids[label], score=float(scores[i]))
+                if iou_type == 'segm':
+                    rle = dict(res['masks'][i])
+                    if isinstance(rle['counts'], bytes):
+                        rle['counts'] = rle['counts'].decode()
+                    d['segmentation'] = rle
+                else:
+                    x1, y1, x2, y2 = (float(v) for v in res['bboxes'][i])
+                    d['bbox'] = [x1, y1, x2 - x1, y2 - y1]
+                dets.append(d)
+        return dets
+
+    def _evaluate(self, coco_dt, iou_type: str, use_cats: bool) -> COCOeval:
+        E = COCOeval(self._coco_api, coco_dt, iou_type)
+        E.params.catIds = self.cat_ids
+        E.params.imgIds = self.img_ids
+        E.params.maxDets = list(self.proposal_nums)
+        E.params.iouThrs = self.iou_thrs
+        E.params.useCats = int(use_cats)
+        E.evaluate()
+        return E
+
+    # --- tables ------------------------------------------------------------------------------------
+    def _level_images(self) -> Dict[object, List[int]]:
+        imgs = self._coco_api.imgs
+        levels = {'all': list(self.img_ids)}
+        for lvl in (1, 2, 3):
+            levels[lvl] = [i for i in self.img_ids if int(imgs[i].get('difficulty', 0)) == lvl]
+        return levels
+
+    def _class_info(self) -> List[dict]:
+        info = []
+        for cid in self.cat_ids:
+            cat = self._coco_api.cats[cid]
+            culture, kind = cat.get('culture'), cat.get('kind')
+            if kind is None:
+                culture, kind = parse_category(cat['name'], cat.get('supercategory')) or (None, None)
+            info.append(dict(id=cid, name=cat['name'], culture=culture, kind=kind))
+        return info
+
+    def _gt_counts(self, img_ids: Sequence[int]) -> Dict[int, tuple]:
+        """Per category id: (number of images, number of instances) of non-crowd ground truth."""
+        imgs, inst = defaultdict(set), defaultdict(int)
+        wanted = set(img_ids)
+        for ann in self._coco_api.anns.values():
+            if ann['image_id'] in wanted and not ann.get('iscrowd', 0):
+                imgs[ann['category_id']].add(ann['image_id'])
+                inst[ann['category_id']] += 1
+        return {cid: (len(imgs[cid]), inst[cid]) for cid in self.cat_ids}
+
+    def _iou_type_tables(self, E: COCOeval, levels, classes) -> dict:
+        table = dict(levels=OrderedDict(), per_class=[], per_kind=OrderedDict())
+        kinds = sorted({c['kind'] for c in classes if c['kind']})
+        for lvl in LEVEL_KEYS:
+            prec = accumulate_subset(E, levels[lvl])
+            stats = coco_stats(prec, E.params)
+            stats['n_images'] = len(levels[lvl])
+            table['levels'][str(lvl)] = stats
+            counts = self._gt_counts(levels[lvl])
+            for k, c in enumerate(classes):
+                row = dict(cls=c['name'], culture=c['culture'], kind=c['kind'], level=str(lvl))
+                row.update(coco_stats(prec[:, :, k:k + 1], E.params))
+                row['n_images'], row['n_instances'] = counts[c['id']]
+                table['per_class'].append(row)
+            if len(kinds) > 1:
+                for kind in kinds:
+                    rows = [r for r in table['per_class'] if r['level'] == str(lvl) and r['kind'] == kind]
+                    table['per_kind'].setdefault(kind, OrderedDict())[str(lvl)] = {
+                        s: _mean(r[s] for r in rows) for s in STAT_NAMES}
+        return table
+
+    def _culture_accuracy(self, E: COCOeval, levels, classes, dt_cat: Dict[int, int]) -> dict:
+        """Culture of matched detections vs their ground truth (class-agnostic matching, IoU >= 0.5)."""
+        culture_of = {c['id']: c['culture'] for c in classes}
+        cultures = sorted({c for c in culture_of.values() if c}, key=str)
+        index = {c: i for i, c in enumerate(cultures)}
+        pe = E._paramsEval
+        t50 = int(np.argmin(np.abs(np.asarray(pe.iouThrs) - 0.5)))
+        level_of = {i: lvl for lvl in (1, 2, 3) for i in levels[lvl]}
+        confusion = {lvl: np.zeros((len(cultures), len(cultures)), np.int64) for lvl in LEVEL_KEYS}
+        for n, img_id in enumerate(pe.imgIds):
+            e = E.evalImgs[n]  # category -1, area 'all' (first), max detections (last)
+            if e is None:
+                continue
+            gt_cat = {g: self._coco_api.anns[g]['category_id'] for g in e['gtIds']}
+            for d, g in zip(e['dtIds'], e['dtMatches'][t50]):
+                if g <= 0:
+                    continue
+                gc, dc = culture_of.get(gt_cat[int(g)]), culture_of.get(dt_cat[d])
+                if gc is None or dc is None:
+                    continue
+                for lvl in ('all', level_of.get(img_id)):
+                    if lvl is not None:
+                        confusion[lvl][index[gc], index[dc]] += 1
+        acc = {}
+        for lvl, mat in confusion.items():
+            total = int(mat.sum())
+            acc[str(lvl)] = dict(accuracy=float(np.trace(mat) / total) if total else None, n_matched=total)
+        return dict(cultures=cultures, levels=acc, confusion={str(k): v.tolist() for k, v in confusion.items()})
+
+    def compute_metrics(self, results: list) -> Dict[str, float]:
+        logger: MMLogger = MMLogger.get_current_instance()
+        gts, preds = zip(*results) if results else ((), ())
+        if self.format_only or self.outfile_prefix:
+            self.results2json(preds, self.outfile_prefix)
+            if self.format_only:
+                logger.info(f'results are saved in {self.outfile_prefix}')
+                return OrderedDict()
+        if self.cat_ids is None:
+            self.cat_ids = self._coco_api.get_cat_ids(cat_names=self.dataset_meta['classes'])
+        if self.img_ids is None:
+            self.img_ids = self._coco_api.get_img_ids()
+        levels = self._level_images()
+        classes = self._class_info()
+        tables = dict(classes=[c['name'] for c in classes], n_images={str(k): len(v) for k, v in levels.items()})
+        flat = OrderedDict()
+        for iou_type in self.metrics:
+            if iou_type not in ('bbox', 'segm'):
+                raise KeyError(f'DifficultyCocoMetric: metric {iou_type!r} not supported (bbox, segm)')
+            dets = self._detections(preds, iou_type)
+            if not dets:
+                logger.warning(f'DifficultyCocoMetric: no {iou_type} predictions')
+                tables[iou_type] = None
+                continue
+            coco_dt = self._coco_api.loadRes(dets)
+            E = self._evaluate(coco_dt, iou_type, use_cats=True)
+            t = self._iou_type_tables(E, levels, classes)
+            if self.class_agnostic:
+                A = self._evaluate(coco_dt, iou_type, use_cats=False)
+                t['agnostic'] = OrderedDict(
+                    (str(lvl), coco_stats(accumulate_subset(A, levels[lvl]), A.params)) for lvl in LEVEL_KEYS)
+                if iou_type == 'segm' or 'segm' not in self.metrics:
+                    dt_cat = {d['id']: d['category_id'] for d in coco_dt.anns.values()}
+                    tables['culture'] = self._culture_accuracy(A, levels, classes, dt_cat)
+            tables[iou_type] = t
+            for lvl in LEVEL_KEYS:
+                tag = '' if lvl == 'all' else f'L{lvl}_'
+                for s in STAT_NAMES:
+                    v = t['levels'][str(lvl)][s]
+                    flat[f'{iou_type}_{tag}{s}'] = float('nan') if v is None else v
+                if self.class_agnostic:
+                    v = t['agnostic'][str(lvl)]['mAP']
+                    flat[f'{iou_type}_{tag}agnostic_mAP'] = float('nan') if v is None else v
+        if 'culture' in tables:
+            for lvl in LEVEL_KEYS:
+                v = tables['culture']['levels'][str(lvl)]['accuracy']
+                flat['culture_acc' if lvl == 'all' else f'L{lvl}_culture_acc'] = float('nan') if v is None else v
+        self.last_tables = tables
+        return flat

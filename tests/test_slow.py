@@ -1,0 +1,79 @@
+"""End-to-end runs through tools/ (slow: `make test-slow`): train + resume, 2-process DDP, mim."""
+import json
+import os
+import os.path as osp
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
+pytestmark = pytest.mark.slow
+
+
+def _options(prepared, max_iters, extra=()):
+    return ['--cfg-options', f'train_cfg.max_iters={max_iters}', 'train_cfg.val_interval=1000',
+            f'train_dataloader.dataset.data_root={prepared}/', f'val_dataloader.dataset.data_root={prepared}/',
+            f'test_dataloader.dataset.data_root={prepared}/',
+            f'val_evaluator.ann_file={prepared}/annotations/instances_eval.json',
+            f'test_evaluator.ann_file={prepared}/annotations/instances_eval.json',
+            'model.roi_head.num_classes=6', 'default_hooks.logger.interval=1',
+            'default_hooks.checkpoint.interval=2', 'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
+            'val_dataloader.persistent_workers=False', 'test_dataloader.num_workers=0',
+            'test_dataloader.persistent_workers=False', *extra]
+
+
+def _run(cmd, **kwargs):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, osp.join(ROOT, 'tests')]), OMP_NUM_THREADS='1')
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=900, **kwargs)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.stdout + res.stderr
+
+
+def test_train_then_resume_continues_at_next_iteration(prepared, tmp_path):
+    work = str(tmp_path / 'work')
+    _run([sys.executable, 'tools/train.py', DEMO, '--work-dir', work, *_options(prepared, 4)])
+    saved = torch.load(osp.join(work, 'iter_4.pth'), weights_only=False)
+    log = _run([sys.executable, 'tools/train.py', DEMO, '--work-dir', work, '--resume',
+                *_options(prepared, 6)])
+    assert 'resumed epoch: 0, iter: 4' in log
+    iters = [int(m) for m in re.findall(r'Iter\(train\) \[\s*(\d+)/6\]', log)]
+    assert iters == [5, 6]
+    resumed = torch.load(osp.join(work, 'iter_6.pth'), weights_only=False)
+    assert resumed['meta']['iter'] == 6
+    # the optimizer state went on from the saved one (same parameter groups and momentum buffers kept)
+    assert resumed['optimizer']['param_groups'][0]['lr'] == pytest.approx(
+        saved['optimizer']['param_groups'][0]['lr'] * 3 / 2, rel=1e-6)  # linear warmup: 4 -> 6 of 100
+    assert set(resumed['optimizer']['state']) == set(saved['optimizer']['state'])
+
+
+def test_dist_train_two_cpu_processes_train_one_ddp_model(prepared, tmp_path):
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    work = str(tmp_path / 'dist')
+    env = dict(os.environ, PORT=str(port), PYTHON=sys.executable,
+               PYTHONPATH=os.pathsep.join([ROOT, osp.join(ROOT, 'tests')]), OMP_NUM_THREADS='1')
+    res = subprocess.run(['bash', 'tools/dist_train.sh', DEMO, '2', '--work-dir', work,
+                          *_options(prepared, 3, ["custom_imports.imports=['deepcis_mm','dist_probe']",
+                                                  "custom_hooks=[dict(type='DistProbeHook')]"])],
+                         cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    ranks = [json.load(open(osp.join(work, f'rank{r}.json'))) for r in (0, 1)]
+    assert [r['rank'] for r in ranks] == [0, 1]
+    assert all(r['world_size'] == 2 and r['iter'] == 3 for r in ranks)
+    assert all(r['wrapper'] == 'MMDistributedDataParallel' for r in ranks)
+    # DDP keeps the replicas identical: both ranks hold the same trained parameters
+    assert ranks[0]['checksum'] == pytest.approx(ranks[1]['checksum'], rel=1e-6)
+
+
+def test_mim_train_finds_our_config_and_tools(prepared, tmp_path):
+    mim = osp.join(osp.dirname(sys.executable), 'mim')
+    work = str(tmp_path / 'mim')
+    out = _run([mim, 'train', 'deepcis_mm', DEMO, '--work-dir', work, *_options(prepared, 2)])
+    assert osp.isfile(osp.join(work, 'iter_2.pth')), out[-2000:]
