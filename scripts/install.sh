@@ -90,6 +90,10 @@ step "runtime requirements (mmengine, mmdet, pycocotools, numpy, matplotlib)" \
   "${PIP[@]}" install -r requirements/runtime.txt -r requirements/mim-deps.txt -r requirements/tests.txt
 step "openmim (without its setuptools-pinning dependency chain)" "${PIP[@]}" install --no-deps -r requirements/mim.txt
 step "deepcis_mm (editable)" "${PIP[@]}" install --no-build-isolation --no-deps -e .
+# openmim 0.3.9 looks for <site-packages>/deepcis_mm/.mim/{configs,tools}; a PEP 660 editable install
+# has no such folder, so link the package there (imports resolve to this checkout either way).
+SITE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ ! -e "$SITE/deepcis_mm" ] || [ -L "$SITE/deepcis_mm" ]; then ln -sfn "$ROOT/deepcis_mm" "$SITE/deepcis_mm"; fi
 "$PY" -c 'import deepcis_mm' || die "deepcis_mm does not import after install"
 echo "$WANT" > "$STAMP.tmp" && mv "$STAMP.tmp" "$STAMP"
 echo "install: done ($PY)"

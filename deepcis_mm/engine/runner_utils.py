@@ -6,6 +6,7 @@ import sys
 from typing import Optional
 
 from mmengine.config import Config
+from mmengine.utils import import_modules_from_strings
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -23,6 +24,9 @@ def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optiona
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        if 'custom_imports' in cfg_options or any(k.startswith('custom_imports.') for k in cfg_options):
+            # Config.fromfile imported the file's custom_imports before the options were merged
+            import_modules_from_strings(**cfg.custom_imports)
     cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
         './work_dirs', osp.splitext(osp.basename(path))[0])
     apply_cpu_fallback(cfg)
