@@ -209,3 +209,50 @@ def test_ap_table_hook_writes_table1_and_per_class(known, tmp_path):
     assert saved['metrics']['coco/bbox_L3_mAP'] is None  # NaN written as null
     assert '| Level 2 (medium) | 50.00 |' in (out / 'table1.md').read_text()
     assert not [p for p in out.iterdir() if p.name.startswith('.tmp')]
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2, 3])
+@pytest.mark.parametrize('iou_type,use_cats', [('bbox', 1), ('segm', 1), ('bbox', 0)])
+def test_fast_cocoeval_matches_pycocotools_exactly(tmp_path, seed, iou_type, use_cats):
+    """Every per-image matching record of FastCOCOeval equals pycocotools' (crowds, ties, area ranges)."""
+    from deepcis_mm.evaluation import FastCOCOeval
+    rng = np.random.default_rng(seed)
+    gt_file, preds, images = _random_case(tmp_path, seed, n_img=12)
+    coco_json = json.load(open(gt_file))
+    for ann in coco_json['annotations'][::7]:  # some crowd regions
+        ann['iscrowd'] = 1
+    for ann in coco_json['annotations'][1::9]:  # duplicate ground truths: exact IoU ties
+        coco_json['annotations'].append(dict(ann, id=10000 + ann['id']))
+    json.dump(coco_json, open(gt_file, 'w'))
+    coco = COCO(gt_file)
+    dets = [dict(image_id=i, category_id=lab + 1, score=float(np.round(score, 1)), bbox=[x, y, w, h])
+            for i, ds in preds.items() for lab, score, x, y, w, h in ds]  # rounded scores: ties
+    dets += [dict(d, score=d['score']) for d in dets[::5]]  # duplicate detections
+    dt = coco.loadRes(dets)
+    if iou_type == 'segm':
+        for ann in dt.anns.values():
+            ann.pop('segmentation', None)
+        dt = coco.loadRes([dict(image_id=d['image_id'], category_id=d['category_id'], score=d['score'],
+                                segmentation=mask_utils.frPyObjects(
+                                    [[d['bbox'][0], d['bbox'][1], d['bbox'][0] + d['bbox'][2], d['bbox'][1],
+                                      d['bbox'][0] + d['bbox'][2], d['bbox'][1] + d['bbox'][3], d['bbox'][0],
+                                      d['bbox'][1] + d['bbox'][3]]], SIZE, SIZE)[0]) for d in dets])
+    evals = []
+    for cls in (COCOeval, FastCOCOeval):
+        E = cls(coco, dt, iou_type)
+        E.params.useCats = use_cats
+        E.params.maxDets = [1, 3, 100]
+        E.evaluate()
+        evals.append(E.evalImgs)
+    assert len(evals[0]) == len(evals[1]) and rng is not None
+    n_matched = 0
+    for a, b in zip(*evals):
+        assert (a is None) == (b is None)
+        if a is None:
+            continue
+        for key in ('dtIds', 'gtIds', 'dtScores', 'aRng', 'maxDet'):
+            assert a[key] == b[key]
+        for key in ('dtMatches', 'gtMatches', 'gtIgnore', 'dtIgnore'):
+            np.testing.assert_array_equal(a[key], b[key])
+        n_matched += int((a['dtMatches'] > 0).sum())
+    assert n_matched > 0

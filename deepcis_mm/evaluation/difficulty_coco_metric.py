@@ -11,6 +11,7 @@ from mmengine.logging import MMLogger
 from pycocotools.cocoeval import COCOeval
 
 from ..datasets.categories import parse_category
+from .fast_cocoeval import FastCOCOeval
 
 LEVEL_KEYS = ('all', 1, 2, 3)
 LEVEL_NAMES = {'all': 'all', 1: 'easy', 2: 'medium', 3: 'difficult'}
@@ -22,30 +23,37 @@ def _mean(values) -> Optional[float]:
     return float(np.mean(values)) if values else None
 
 
+def summary_max_dets(params) -> int:
+    """The detection limit pycocotools' ``summarize`` uses for AP: ``maxDets[2]`` (or the last)."""
+    return params.maxDets[min(2, len(params.maxDets) - 1)]
+
+
 def coco_stats(precision: np.ndarray, params) -> Dict[str, Optional[float]]:
-    """The six AP numbers of ``COCOeval.summarize`` from an accumulated precision array; None = n/a.
+    """The six AP numbers of ``COCOeval.summarize`` from a precision array accumulated by
+    :func:`accumulate_subset` (last axis: the summary detection limit); None = n/a.
 
     Means run over the entries > -1 exactly as pycocotools does (a class without ground truth in the
     evaluated images is left out, never counted as 0).
     """
-    m = params.maxDets.index(params.maxDets[min(2, len(params.maxDets) - 1)])
     t50 = int(np.argmin(np.abs(params.iouThrs - 0.5)))
     t75 = int(np.argmin(np.abs(params.iouThrs - 0.75)))
     out = {}
     for name, t, a in (('mAP', None, 0), ('mAP_50', t50, 0), ('mAP_75', t75, 0), ('mAP_s', None, 1),
                        ('mAP_m', None, 2), ('mAP_l', None, 3)):
-        s = precision[:, :, :, a, m] if t is None else precision[t, :, :, a, m]
+        s = precision[:, :, :, a, -1] if t is None else precision[t, :, :, a, -1]
         s = s[s > -1]
         out[name] = float(np.mean(s)) if s.size else None
     return out
 
 
 def accumulate_subset(E: COCOeval, img_ids: Sequence[int]) -> np.ndarray:
-    """Accumulate an evaluated ``COCOeval`` over a subset of its images; return the precision array.
+    """Accumulate an evaluated ``COCOeval`` over a subset of its images at the summary detection limit;
+    return the precision array ``[T, R, K, A, 1]``.
 
     pycocotools' ``accumulate(p)`` indexes its stored per-image results by positions in ``p.imgIds``,
     so it cannot select a subset itself; here the per-image results of the subset are picked out in the
     evaluated order, which gives exactly what a fresh COCOeval restricted to those images computes.
+    Only the detection limit the AP summary reads is accumulated (a third of the work).
     """
     pe = E._paramsEval
     pos = {i: n for n, i in enumerate(pe.imgIds)}
@@ -54,6 +62,7 @@ def accumulate_subset(E: COCOeval, img_ids: Sequence[int]) -> np.ndarray:
     n_cat = len(pe.catIds) if pe.useCats else 1
     sub = copy.copy(pe)
     sub.imgIds = [pe.imgIds[i] for i in sel]
+    sub.maxDets = [summary_max_dets(pe)]
     saved = E.evalImgs, E._paramsEval, E.params
     try:
         E.evalImgs = [saved[0][k * n_area * n_img + a * n_img + i]
@@ -72,8 +81,9 @@ class DifficultyCocoMetric(CocoMetric):
     per level, per-kind means (cells vs nuclei), class-agnostic AP, and culture accuracy of matched
     detections (class-agnostic match at IoU >= 0.5).
 
-    Each IoU type is evaluated once (``COCOeval.evaluate``) and accumulated per level; class-agnostic AP
-    needs one more evaluation (all categories merged). Level means run over the classes with ground
+    Each IoU type is evaluated once (:class:`FastCOCOeval`, pycocotools with a vectorized, identical
+    per-image matching) and accumulated per level; class-agnostic AP needs one more evaluation (all
+    categories merged). Level means run over the classes with ground
     truth at that level; a class without is n/a (None in ``self.last_tables``, NaN in the returned
     scalars), never 0. The full tables of the last evaluation are in ``self.last_tables``
     (:class:`APTableHook` writes them to disk).
@@ -112,7 +122,7 @@ class DifficultyCocoMetric(CocoMetric):
         return dets
 
     def _evaluate(self, coco_dt, iou_type: str, use_cats: bool) -> COCOeval:
-        E = COCOeval(self._coco_api, coco_dt, iou_type)
+        E = FastCOCOeval(self._coco_api, coco_dt, iou_type)
         E.params.catIds = self.cat_ids
         E.params.imgIds = self.img_ids
         E.params.maxDets = list(self.proposal_nums)
