@@ -277,3 +277,10 @@ def test_anchor_statistics_on_known_boxes(prepared, tmp_path):
     report = json.load(open(tmp_path / 'anchor_stats.json'))
     assert set(report) == {'cell', 'nucleus'} and report['cell']['coverage_paper'] > 0.5
     assert (tmp_path / 'stats_hist.png').stat().st_size > 1000
+
+
+def test_file_name_with_folder_prefix_or_other_case(release, tmp_path):
+    _edit(release / 'instances_eval2019_easy_EVICAN60.json',
+          lambda d: d['images'][0].update(file_name='EVICAN_eval2019/1_HELA.JPG'))
+    convert_release(str(release), str(tmp_path / 'o'), verbose=False)
+    assert _load(str(tmp_path / 'o'), 'eval')['images'][0]['file_name'] == '1_HeLa.jpg'

@@ -109,13 +109,26 @@ def clean_polygons(seg, ann_id, path: str) -> Tuple[list, List[str]]:
 
 
 def _resolve_image(img_dir: str, file_name: str) -> Tuple[str, str]:
-    """Return (absolute path, path relative to img_dir) for a file_name; the first candidate if none exists."""
+    """Return (absolute path, path relative to img_dir) for a file_name: as given, its base name, or a
+    case-insensitive match (``.JPG``); the first candidate if none exists."""
     cands = [file_name, osp.basename(file_name)]
     for rel in cands:
         p = osp.join(img_dir, rel)
         if osp.isfile(p):
             return p, rel
+    rel = _lower_names(img_dir).get(osp.basename(file_name).lower())
+    if rel:
+        return osp.join(img_dir, rel), rel
     return osp.join(img_dir, cands[0]), cands[0]
+
+
+_LOWER_CACHE: Dict[str, Dict[str, str]] = {}
+
+
+def _lower_names(img_dir: str) -> Dict[str, str]:
+    if img_dir not in _LOWER_CACHE:
+        _LOWER_CACHE[img_dir] = {n.lower(): n for n in os.listdir(img_dir)}
+    return _LOWER_CACHE[img_dir]
 
 
 def _image_size(path: str, json_path: str) -> Tuple[int, int]:
@@ -156,6 +169,7 @@ def convert_release(src: str, dst: str, variant: str = 'auto', skip_bad_images: 
     """
     if not osp.isdir(src):
         raise ReleaseError(f'{src}: release folder does not exist')
+    _LOWER_CACHE.clear()  # folder listings are cached per conversion only
     variant = detect_variant(src) if variant == 'auto' else variant
     warnings: List[str] = []
     cat_table: Dict[int, dict] = {}  # id -> category record (checked consistent across files)
