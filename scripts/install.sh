@@ -60,7 +60,7 @@ else
   step "torch (${DEEPCIS_TORCH:-torch==2.13.0})" "${PIP[@]}" install "${DEEPCIS_TORCH:-torch==2.13.0}"
 fi
 
-step "build tools (setuptools>=77,<82, wheel, ninja)" "${PIP[@]}" install -r requirements/build.txt
+step "build tools (requirements/build.txt: setuptools, wheel, ninja)" "${PIP[@]}" install -r requirements/build.txt
 
 # ---- mmcv with compiled ops --------------------------------------------------------------------
 MMCV_OK='import mmcv, mmcv.ops; assert mmcv.__version__ == "2.1.0", mmcv.__version__; from mmcv.ops import RoIAlign, batched_nms, ModulatedDeformConv2d'
