@@ -161,3 +161,35 @@ def test_every_config_builds(path):
     model, cfg = build_model(path)
     assert sum(p.numel() for p in model.parameters()) > 0
     assert cfg.train_dataloader.dataset.type and cfg.test_evaluator
+
+
+def test_culture_consensus_relabels_to_score_weighted_majority():
+    from deepcis_mm.models import apply_culture_consensus, consensus_labels
+    cultures = ('HeLa', 'HeLa', 'MCF-7', 'MCF-7', 'SW-480')
+    kinds = ('cell', 'nucleus', 'cell', 'nucleus', 'cell')
+    labels = torch.tensor([0, 2, 3, 0, 4])  # HeLa 0.5+0.4, MCF-7 0.6+0.2, SW-480 0.1
+    scores = torch.tensor([0.5, 0.6, 0.2, 0.4, 0.1])
+    new, winner = consensus_labels(labels, scores, cultures, kinds)
+    assert winner == 'HeLa'
+    assert new.tolist() == [0, 0, 1, 0, 0]  # kinds kept; SW-480 cell -> HeLa cell
+    # after relabelling, two detections of one object under two cultures are duplicates: NMS again
+    res = InstanceData(bboxes=torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 10.2], [30., 30., 40., 40.]]),
+                       scores=torch.tensor([0.9, 0.3, 0.8]), labels=torch.tensor([0, 2, 1]))
+    out = apply_culture_consensus(res, dict(label_cultures=cultures, label_kinds=kinds),
+                                  dict(type='nms', iou_threshold=0.5))
+    assert out.labels.tolist() == [0, 1] and out.scores.tolist() == pytest.approx([0.9, 0.8])
+    with pytest.raises(ValueError, match='label_cultures'):
+        apply_culture_consensus(res, {}, dict(type='nms', iou_threshold=0.5))
+
+
+def test_culture_consensus_option_in_model_predict():
+    model, _ = build_model(DEMO, **{'model.test_cfg.rcnn.culture_consensus': True,
+                                    'model.test_cfg.rcnn.score_thr': 0.0})
+    model.eval()
+    batch = _fake_batch(96, 96, batch=1)
+    cultures = ('A', 'A', 'B', 'B', 'C', 'C', 'D', 'D')
+    batch['data_samples'][0].set_metainfo(dict(label_cultures=cultures, label_kinds=('cell', 'nucleus') * 4))
+    with torch.no_grad():
+        inst = model(**model.data_preprocessor(batch, False), mode='predict')[0].pred_instances
+    assert len(inst) > 0
+    assert len({cultures[i] for i in inst.labels.tolist()}) == 1

@@ -84,4 +84,7 @@ class EvicanDataset(CocoDataset):
         img = raw_data_info['raw_img_info']
         data_info['difficulty'] = int(img.get('difficulty', 0))
         data_info['culture'] = img.get('culture')
+        # for the model's optional image-level culture consensus (packed via PackDetInputs.meta_keys)
+        data_info['label_cultures'] = self._metainfo['cultures']
+        data_info['label_kinds'] = self._metainfo['kinds']
         return data_info

@@ -11,6 +11,8 @@ from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import InstanceList
 from torch import Tensor
 
+from .culture_consensus import apply_culture_consensus
+
 
 @MODELS.register_module()
 class LastStageMaskCascadeRoIHead(CascadeRoIHead):
@@ -21,6 +23,11 @@ class LastStageMaskCascadeRoIHead(CascadeRoIHead):
     Args:
         num_classes: if given, set on every bbox head and the mask head, so that a setting (30 or 60
             classes) or ``--cfg-options model.roi_head.num_classes=N`` changes one number.
+
+    Test-time option ``test_cfg.rcnn.culture_consensus=True``: each image's detections vote (score
+    weighted) for one culture and are relabelled to it, keeping their kind (EVICAN images hold one
+    culture; leave it off for co-cultures). Needs ``label_cultures``/``label_kinds`` in the image meta
+    (EvicanDataset provides them; the configs' test pipelines pack them).
     """
 
     def __init__(self, *args, num_classes: Optional[int] = None, **kwargs):
@@ -60,6 +67,13 @@ class LastStageMaskCascadeRoIHead(CascadeRoIHead):
             mask_preds=mask_results['mask_preds'], sampling_results=sampling_results,
             batch_gt_instances=batch_gt_instances, rcnn_train_cfg=self.train_cfg[stage]))
         return mask_results
+
+    def predict(self, x, rpn_results_list, batch_data_samples, rescale: bool = False) -> InstanceList:
+        results_list = super().predict(x, rpn_results_list, batch_data_samples, rescale=rescale)
+        if self.test_cfg is not None and self.test_cfg.get('culture_consensus', False):
+            results_list = [apply_culture_consensus(res, sample.metainfo, self.test_cfg.nms)
+                            for res, sample in zip(results_list, batch_data_samples)]
+        return results_list
 
     def predict_mask(self, x: Tuple[Tensor], batch_img_metas: List[dict], results_list: InstanceList,
                      rescale: bool = False) -> InstanceList:

@@ -19,7 +19,8 @@ test_pipeline = [
     dict(type='Resize', scale=(2000, 530), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'label_cultures',
+                    'label_kinds')),
 ]
 train_dataloader = dict(
     batch_size=2,
