@@ -96,6 +96,9 @@ class Predictor:
         if not str(device).startswith('cuda'):
             apply_cpu_fallback(cfg, force=True)
         cfg.model.setdefault('backbone', {})['init_cfg'] = None  # weights come from the checkpoint
+        rcnn_test = (cfg.model.get('test_cfg') or {}).get('rcnn')
+        if rcnn_test is not None and 'culture_consensus' in rcnn_test:
+            rcnn_test['culture_consensus'] = False  # applied below from the checkpoint's class names
         model = init_detector(cfg, None, device=device)
         try:
             ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
