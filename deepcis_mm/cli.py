@@ -14,19 +14,23 @@ CSV_FIELDS = ['image', 'instance_id', 'kind', 'culture', 'cls', 'score', 'bbox_x
               'centroid_y', 'parent_cell_id', 'nucleus_cell_area_ratio']
 
 
+def _rle(mask: np.ndarray) -> dict:
+    """COCO RLE (JSON-ready) of a binary mask."""
+    from pycocotools import mask as mask_utils
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle['counts'] = rle['counts'].decode()
+    return rle
+
+
 def _image_ap50(gt_coco, file_name: str, res, cat_ids: List[int]) -> Optional[float]:
     """segm AP50 of one image against a ground-truth COCO file (matched by file name), or None."""
-    from pycocotools import mask as mask_utils
-
     from .evaluation import FastCOCOeval
     ids = [i for i, im in gt_coco.imgs.items() if osp.basename(im['file_name']) == osp.basename(file_name)]
     if not ids:
         return None
     dets = []
     for m, s, lab in zip(res['masks'], res['scores'], res['labels']):
-        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-        rle['counts'] = rle['counts'].decode()
-        dets.append(dict(image_id=ids[0], category_id=cat_ids[int(lab)], segmentation=rle, score=float(s)))
+        dets.append(dict(image_id=ids[0], category_id=cat_ids[int(lab)], segmentation=_rle(m), score=float(s)))
     if not dets:
         return 0.0
     E = FastCOCOeval(gt_coco, gt_coco.loadRes(dets), 'segm')
@@ -41,7 +45,6 @@ def _image_ap50(gt_coco, file_name: str, res, cat_ids: List[int]) -> Optional[fl
 
 def predict(args) -> int:
     """Run the predictor over the inputs and write every output; see ``deepcis predict --help``."""
-    from pycocotools import mask as mask_utils
     from tqdm import tqdm
 
     from .apis.inference import InputError, Predictor, instance_rows, list_inputs, read_image, \
@@ -87,10 +90,8 @@ def predict(args) -> int:
                 coco_images.append(dict(id=image_id, file_name=osp.basename(path), width=img.shape[1],
                                         height=img.shape[0]))
                 for row, m in zip(img_rows, res['masks']):
-                    rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-                    rle['counts'] = rle['counts'].decode()
                     det = dict(image_id=image_id, category_id=classes.index(row['cls']) + 1,
-                               segmentation=rle, score=row['score'],
+                               segmentation=_rle(m), score=row['score'],
                                bbox=[row['bbox_x'], row['bbox_y'], row['bbox_w'], row['bbox_h']])
                     results.append(det)
                     coco_anns.append(dict(det, id=len(coco_anns) + 1, area=float(row['area']), iscrowd=0))

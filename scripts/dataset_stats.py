@@ -7,7 +7,6 @@ PREPARED_DIR is the output of scripts/prepare_evican.py (real or synthetic). Wri
 ``stats_hist.png`` and ``anchor_stats.json`` to --out (default PREPARED_DIR) and prints the suggestion.
 """
 import argparse
-import json
 import os.path as osp
 import sys
 

@@ -13,7 +13,7 @@ import json
 import os
 import os.path as osp
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np

@@ -4,7 +4,6 @@ from collections import OrderedDict, defaultdict
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from mmdet.datasets.api_wrappers import COCO
 from mmdet.evaluation.metrics import CocoMetric
 from mmdet.registry import METRICS
 from mmengine.logging import MMLogger
