@@ -158,7 +158,7 @@ class DifficultyCocoMetric(CocoMetric):
                 inst[ann['category_id']] += 1
         return {cid: (len(imgs[cid]), inst[cid]) for cid in self.cat_ids}
 
-    def _iou_type_tables(self, E: COCOeval, levels, classes) -> dict:
+    def _iou_type_tables(self, E: COCOeval, levels, classes, counts) -> dict:
         table = dict(levels=OrderedDict(), per_class=[], per_kind=OrderedDict())
         kinds = sorted({c['kind'] for c in classes if c['kind']})
         for lvl in LEVEL_KEYS:
@@ -166,11 +166,10 @@ class DifficultyCocoMetric(CocoMetric):
             stats = coco_stats(prec, E.params)
             stats['n_images'] = len(levels[lvl])
             table['levels'][str(lvl)] = stats
-            counts = self._gt_counts(levels[lvl])
             for k, c in enumerate(classes):
                 row = dict(cls=c['name'], culture=c['culture'], kind=c['kind'], level=str(lvl))
                 row.update(coco_stats(prec[:, :, k:k + 1], E.params))
-                row['n_images'], row['n_instances'] = counts[c['id']]
+                row['n_images'], row['n_instances'] = counts[lvl][c['id']]
                 table['per_class'].append(row)
             if len(kinds) > 1:
                 for kind in kinds:
@@ -222,6 +221,7 @@ class DifficultyCocoMetric(CocoMetric):
             self.img_ids = self._coco_api.get_img_ids()
         levels = self._level_images()
         classes = self._class_info()
+        counts = {lvl: self._gt_counts(levels[lvl]) for lvl in LEVEL_KEYS}  # shared by bbox and segm
         tables = dict(classes=[c['name'] for c in classes], n_images={str(k): len(v) for k, v in levels.items()})
         flat = OrderedDict()
         for iou_type in self.metrics:
@@ -234,7 +234,7 @@ class DifficultyCocoMetric(CocoMetric):
                 continue
             coco_dt = self._coco_api.loadRes(dets)
             E = self._evaluate(coco_dt, iou_type, use_cats=True)
-            t = self._iou_type_tables(E, levels, classes)
+            t = self._iou_type_tables(E, levels, classes, counts)
             if self.class_agnostic:
                 A = self._evaluate(coco_dt, iou_type, use_cats=False)
                 t['agnostic'] = OrderedDict(
