@@ -95,6 +95,29 @@ def test_rpn_head_prior_count_and_level_map(mode, priors):
         assert reg.shape[1] == 4 * priors
 
 
+def test_rpn_head_runs_once_per_fpn_output():
+    sizes = [2, 6, 17, 31, 64, 127, 256, 512, 1024]  # level map p2,p2,p3,p4,p5,p6,p6,p6,p6
+    head = MODELS.build(dict(
+        type='LevelMappedRPNHead', in_channels=8, feat_channels=8,
+        anchor_generator=dict(type='PixelSizeAnchorGenerator', sizes=sizes, ratios=[0.5, 1, 2])))
+    feats = tuple(torch.rand(1, 8, 64 // 2 ** i, 64 // 2 ** i, requires_grad=True) for i in range(5))
+    calls = []
+    single = head.forward_single
+    head.forward_single = lambda f: calls.append(f.shape[-1]) or single(f)
+    cls_scores, bbox_preds = head(feats)
+    assert calls == [64, 32, 16, 8, 4]  # each FPN output once
+    # the same numbers as running the shared head on the mapped feature list level by level
+    for lvl, cls, reg in zip(head.prior_generator.level_map, cls_scores, bbox_preds):
+        ref_cls, ref_reg = single(feats[lvl])
+        assert torch.equal(cls, ref_cls) and torch.equal(reg, ref_reg)
+    # a repeated output still gets the gradient of every level that reads it
+    sum(c.sum() for c in cls_scores).backward()
+    grad_once = feats[0].grad.clone()
+    feats[0].grad = None
+    (single(feats[0])[0].sum() * 2).backward()
+    assert torch.allclose(grad_once, feats[0].grad)
+
+
 def _fake_batch(h=96, w=96, n=3, num_classes=8, batch=2):
     """``batch`` images (>= 2: ResNeSt's split-attention BN needs 2 values per channel in training)."""
     torch.manual_seed(0)
