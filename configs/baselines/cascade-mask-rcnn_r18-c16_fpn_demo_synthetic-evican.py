@@ -29,13 +29,13 @@ model = dict(
         mask_head=dict(num_convs=2, in_channels=channels, conv_out_channels=channels,
                        num_classes=num_classes)),
     train_cfg=dict(
-        rpn=dict(sampler=dict(num=128)),
+        rpn=dict(sampler=dict(num=256)),
         rpn_proposal=dict(nms_pre=500, max_per_img=300),
         rcnn=[
             dict(
                 assigner=dict(type='MaxIoUAssigner', pos_iou_thr=iou, neg_iou_thr=iou, min_pos_iou=iou,
                               match_low_quality=False, ignore_iof_thr=-1),
-                sampler=dict(type='RandomSampler', num=64, pos_fraction=0.25, neg_pos_ub=-1,
+                sampler=dict(type='RandomSampler', num=128, pos_fraction=0.25, neg_pos_ub=-1,
                              add_gt_as_proposals=True),
                 mask_size=28, pos_weight=-1, debug=False)
             for iou in (0.5, 0.6, 0.7)

@@ -17,6 +17,6 @@ model = dict(
         mask_roi_extractor=dict(out_channels=channels, roi_layer=dict(sampling_ratio=2)),
         mask_head=dict(num_convs=2, in_channels=channels, conv_out_channels=channels,
                        num_classes=num_classes)),
-    train_cfg=dict(rpn=dict(sampler=dict(num=128)), rpn_proposal=dict(nms_pre=500, max_per_img=300),
-                   rcnn=dict(sampler=dict(num=64))),
+    train_cfg=dict(rpn=dict(sampler=dict(num=256)), rpn_proposal=dict(nms_pre=500, max_per_img=300),
+                   rcnn=dict(sampler=dict(num=128))),
     test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=300), rcnn=dict(max_per_img=200)))
