@@ -1,0 +1,92 @@
+"""Markdown tables of the benchmarks, the machine they ran on, and their README sections."""
+import math
+import os
+import platform
+import re
+from typing import Dict, List, Optional
+
+from ..utils import atomic_write_text
+
+
+def machine_info(device: str = 'cpu') -> str:
+    """One line: CPU model and cores (or GPU name), memory, torch and mmcv versions."""
+    import mmcv
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    try:
+        mem = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30
+        mem_s = f', {mem:.0f} GiB RAM'
+    except (ValueError, OSError, AttributeError):
+        mem_s = ''
+    where = f'{cpu}, {len(os.sched_getaffinity(0))} cores{mem_s}'
+    if device.startswith('cuda'):
+        where = f'{torch.cuda.get_device_name(device)} (host: {where})'
+    return f'{where}; torch {torch.__version__}, mmcv {mmcv.__version__}, {torch.get_num_threads()} threads'
+
+
+def _num(v: Optional[float], fmt: str = '{:.1f}') -> str:
+    return 'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) else fmt.format(v)
+
+
+def speed_table(rows: List[Dict], size: int, batch: int) -> str:
+    """Markdown table of :func:`run_speed` rows (medians; ratios against model (b))."""
+    head = (f'| model | params (M) | train s/iter ({batch}×{size}²) | train × (b) | train peak MiB '
+            f'| infer s/img ({size}²) | infer × (b) | infer peak MiB | dets/img |')
+    lines = [head, '|' + '---|' * 9]
+    for r in rows:
+        t, i = r['train'], r['infer']
+        lines.append(f'| ({r["key"]}) {r["label"]} | {t["params_m"]:.1f} | {t["median"]:.3g} | '
+                     f'{_num(t["ratio"], "{:.2f}")} | {t["peak_mib"]:.0f} | {i["median"]:.3g} | '
+                     f'{_num(i["ratio"], "{:.2f}")} | {i["peak_mib"]:.0f} | {_num(i["dets"], "{:.0f}")} |')
+    return '\n'.join(lines)
+
+
+def breakdown_table(rows: List[Dict], components: List[str]) -> str:
+    """Markdown table: median forward seconds per component of every model and phase. 'other fwd':
+    the rest of the forward pass (anchors, targets, sampling, losses in training; proposal and
+    detection post-processing, mask pasting in inference); 'bwd + step': backward and SGD step."""
+    lines = ['| model | phase | total s | ' + ' | '.join(components) + ' | other fwd | bwd + step |',
+             '|' + '---|' * (5 + len(components))]
+    for r in rows:
+        for phase in ('train', 'infer'):
+            res = r[phase]
+            parts = [res['parts'].get(c) for c in components]
+            forward = res['parts'].get('forward', res['median'])
+            other = forward - sum(v for v in parts if v)
+            backward = '–' if phase == 'infer' else f'{res["median"] - forward:.3g}'
+            lines.append(f'| ({r["key"]}) | {phase} | {res["median"]:.3g} | ' +
+                         ' | '.join('–' if v is None else f'{v:.3g}' for v in parts) +
+                         f' | {other:.3g} | {backward} |')
+    return '\n'.join(lines)
+
+
+ACCURACY_HEADERS = ('bbox L1', 'bbox L2', 'bbox L3', 'bbox all', 'segm L1', 'segm L2', 'segm L3',
+                    'segm all', 'agn. bbox', 'agn. segm', 'culture acc.')
+
+
+def accuracy_table(rows: List[Dict], columns: List[str]) -> str:
+    """Markdown table of :func:`run_accuracy` rows: mAP (%) per level, class-agnostic mAP, culture
+    accuracy (%), each model with consensus off and on."""
+    lines = ['| model | consensus | ' + ' | '.join(ACCURACY_HEADERS) + ' |', '|' + '---|' * (2 + len(columns))]
+    for r in rows:
+        vals = [r['metrics'].get(c) for c in columns]
+        lines.append(f'| {r["label"]} | {r["consensus"]} | ' +
+                     ' | '.join(_num(None if v is None else 100 * v) for v in vals) + ' |')
+    return '\n'.join(lines)
+
+
+def update_readme(path: str, section: str, text: str) -> None:
+    """Replace what lies between ``<!-- benchmark:{section}:start -->`` and ``...:end -->`` in the
+    README (atomically); the markers must exist."""
+    with open(path) as f:
+        readme = f.read()
+    start, end = f'<!-- benchmark:{section}:start -->', f'<!-- benchmark:{section}:end -->'
+    pattern = re.compile(re.escape(start) + '.*?' + re.escape(end), re.S)
+    if not pattern.search(readme):
+        raise ValueError(f'{path}: markers {start} ... {end} not found')
+    atomic_write_text(path, pattern.sub(lambda _: f'{start}\n{text.strip()}\n{end}', readme, count=1))

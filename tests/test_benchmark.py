@@ -1,0 +1,199 @@
+"""scripts/benchmark.py: ratios, tables, README sections, the speed worker, post-hoc consensus."""
+import json
+import math
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from deepcis_mm.benchmarks import speed as speed_mod
+from deepcis_mm.benchmarks.accuracy import COLUMNS, evaluate
+from deepcis_mm.benchmarks.tables import accuracy_table, breakdown_table, speed_table, update_readme
+
+DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
+
+
+def _fake_result(median, peak=100.0, dets=None):
+    return dict(times=[median], median=median, peak_mib=peak, params_m=1.0, dets=dets,
+                parts={'backbone': median / 4, 'box heads': median / 2, 'forward': 0.9 * median})
+
+
+def test_run_speed_ratios_against_model_b(monkeypatch):
+    known = {('A', 'train'): 6.0, ('A', 'infer'): 3.0, ('B', 'train'): 2.0, ('B', 'infer'): 4.0}
+    calls = []
+
+    def fake(config, phase, args, log):
+        calls.append((config, phase, args['size'], args['repeats']))
+        return _fake_result(known[config, phase], dets=5 if phase == 'infer' else None)
+
+    monkeypatch.setattr(speed_mod, '_measure_in_subprocess', fake)
+    rows = speed_mod.run_speed([('a', 'model a', 'A'), ('b', 'model b', 'B')], size=96, repeats=2,
+                               infer_repeats=4, log=lambda *_: None)
+    # every model, both phases, each in its own measurement with its own repeat count
+    assert calls == [('A', 'train', 96, 2), ('A', 'infer', 96, 4), ('B', 'train', 96, 2), ('B', 'infer', 96, 4)]
+    assert rows[0]['train']['ratio'] == pytest.approx(3.0) and rows[0]['infer']['ratio'] == pytest.approx(0.75)
+    assert rows[1]['train']['ratio'] == pytest.approx(1.0)
+    table = speed_table(rows, 96, 2).splitlines()
+    assert '2×96²' in table[0] and len(table) == 4
+    assert table[2].startswith('| (a) model a | 1.0 | 6 | 3.00 | 100 | 3 | 0.75 | 100 | 5 |')
+    parts = breakdown_table(rows, ['backbone', 'box heads', 'mask heads']).splitlines()
+    # (a) train: 6 s = forward 5.4 (1.5 backbone + 3 box heads + 0.9 other) + 0.6 backward; absent
+    # component shown as a dash
+    assert parts[2] == '| (a) | train | 6 | 1.5 | 3 | – | 0.9 | 0.6 |'
+
+
+def test_run_speed_without_reference_gives_no_ratio(monkeypatch):
+    monkeypatch.setattr(speed_mod, '_measure_in_subprocess', lambda *a: _fake_result(1.0))
+    rows = speed_mod.run_speed([('d', 'demo', 'D')], log=lambda *_: None)
+    assert rows[0]['train']['ratio'] is None
+    assert '| n/a |' in speed_table(rows, 512, 2)
+
+
+def test_accuracy_table_percent_and_nan():
+    rows = [dict(label='m', consensus='on', metrics={'bbox_L1_mAP': 0.25, 'culture_acc': float('nan')})]
+    line = accuracy_table(rows, ['bbox_L1_mAP', 'segm_mAP', 'culture_acc']).splitlines()[2]
+    assert line == '| m | on | 25.0 | n/a | n/a |'
+
+
+def test_update_readme_replaces_only_its_section(tmp_path):
+    readme = tmp_path / 'README.md'
+    readme.write_text('intro\n<!-- benchmark:speed:start -->\nold\n<!-- benchmark:speed:end -->\n'
+                      '<!-- benchmark:accuracy:start -->\nkeep\n<!-- benchmark:accuracy:end -->\n')
+    update_readme(str(readme), 'speed', 'new table\n')
+    text = readme.read_text()
+    assert 'new table' in text and 'old' not in text and 'keep' in text and text.startswith('intro\n')
+    update_readme(str(readme), 'speed', 'newer')  # idempotent markers
+    assert readme.read_text().count('<!-- benchmark:speed:start -->') == 1 and 'newer' in readme.read_text()
+    with pytest.raises(ValueError, match='markers'):
+        update_readme(str(readme), 'memory', 'x')
+
+
+def test_measure_demo_model_train_and_infer():
+    train = speed_mod.measure(osp.join(ROOT, DEMO), 'train', size=96, warmup=0, repeats=2)
+    assert len(train['times']) == 2 and all(t > 0 for t in train['times'])
+    assert train['median'] == pytest.approx(sum(train['times']) / 2)
+    assert {'backbone', 'neck', 'RPN head', 'box heads', 'mask heads'} <= set(train['parts'])
+    forward = train['parts'].pop('forward')
+    assert sum(train['parts'].values()) < forward < train['median']  # parts < forward < forward + backward
+    assert train['peak_mib'] > 0 and 3 < train['params_m'] < 4
+    infer = speed_mod.measure(osp.join(ROOT, DEMO), 'infer', size=96, warmup=1, repeats=1)
+    assert len(infer['times']) == 1 and infer['dets'] == 100  # the fixed detection count (default)
+    assert infer['parts']['mask heads'] > 0
+    with pytest.raises(ValueError, match='phase'):
+        speed_mod.measure(osp.join(ROOT, DEMO), 'export', size=96, warmup=0, repeats=1)
+
+
+def test_synthetic_batch_is_fixed_size_with_cells_and_nuclei():
+    samples = speed_mod.synthetic_batch(128, 2, seed=0)
+    again = speed_mod.synthetic_batch(128, 2, seed=0)
+    for s, t in zip(samples, again):
+        assert s['inputs'].shape == (3, 128, 128) and torch.equal(s['inputs'], t['inputs'])
+        gt = s['data_samples'].gt_instances
+        assert len(gt) > 0 and len(gt.masks) == len(gt)
+        assert set(gt.labels.tolist()) <= set(range(2 * speed_mod.N_CULTURES))
+        assert {0, 1} <= {lab % 2 for lab in gt.labels.tolist()}  # cells and nuclei
+
+
+def test_benchmark_speed_command_writes_tables(tmp_path):
+    out = tmp_path / 'bench'
+    res = subprocess.run([sys.executable, 'scripts/benchmark.py', 'speed', '--models', 'd', '--size', '96',
+                          '--warmup', '0', '--repeats', '1', '--infer-repeats', '1', '--out', str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    md = (out / 'speed.md').read_text()
+    assert 'scripts/benchmark.py speed --models d' in md and 'Machine:' in md and '| (d) ' in md
+    rows = json.loads((out / 'speed.json').read_text())['rows']
+    assert [r['key'] for r in rows] == ['d'] and rows[0]['train']['median'] > 0
+    bad = subprocess.run([sys.executable, 'scripts/benchmark.py', 'speed', '--models', 'z'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and '--models z unknown' in bad.stderr
+
+
+def test_post_hoc_consensus_equals_the_heads_own(prepared, tmp_path):
+    """The accuracy benchmark's consensus for stock heads (applied to predictions afterwards) scores
+    exactly like DeepCIS's in-head option."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+
+    from deepcis_mm.engine import apply_cpu_fallback
+    cfg = Config.fromfile(osp.join(ROOT, DEMO))
+    apply_cpu_fallback(cfg, force=True)
+    cfg.model.roi_head.num_classes = 6  # the fixture has 3 cultures
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()), ckpt)
+    opts = {'model.roi_head.num_classes': 6, 'test_dataloader.dataset.data_root': prepared + '/',
+            'test_evaluator.ann_file': prepared + '/annotations/instances_eval.json',
+            'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False,
+            'model.test_cfg.rcnn.score_thr': 0.0}
+    post_hoc = evaluate(osp.join(ROOT, DEMO), ckpt, str(tmp_path / 'a'), opts)
+    in_head = evaluate(osp.join(ROOT, DEMO), ckpt, str(tmp_path / 'b'),
+                       {**opts, 'model.test_cfg.rcnn.culture_consensus': True})
+    assert set(COLUMNS) <= set(post_hoc['off'])
+
+    def same(x, y):
+        return all((math.isnan(x[k]) and math.isnan(y[k])) or x[k] == pytest.approx(y[k], abs=1e-12)
+                   for k in COLUMNS)
+
+    assert same(post_hoc['on'], in_head['off'])
+    assert same(in_head['on'], in_head['off'])  # consensus twice = once
+
+
+def test_consensus_scoring_on_known_predictions(prepared):
+    """Ground truth as predictions, every third one under the wrong culture: as predicted, culture
+    accuracy is the share of right ones and mAP < 1; after consensus everything is right (mAP 1)."""
+    import numpy as np
+    from mmdet.registry import DATASETS, METRICS
+    from mmdet.structures import DetDataSample
+    from mmengine.evaluator import Evaluator
+    from mmengine.structures import InstanceData
+    from pycocotools.coco import COCO
+
+    from deepcis_mm.benchmarks.accuracy import score_with_consensus
+    ann = prepared + '/annotations/instances_eval.json'
+    ds = DATASETS.build(dict(type='EvicanDataset', data_root=prepared + '/', ann_file='annotations/instances_eval.json',
+                             data_prefix=dict(img='images/eval/'), test_mode=True, pipeline=[]))
+    coco = COCO(ann)
+    cultures, kinds = ds.metainfo['cultures'], ds.metainfo['kinds']
+    label_of = {(c, k): i for i, (c, k) in enumerate(zip(cultures, kinds))}
+    uniq = sorted(set(cultures))
+    batches, n_right, n_all = [], 0, 0
+    for i in range(len(ds)):
+        info = ds.get_data_info(i)
+        img = coco.imgs[info['img_id']]
+        anns = coco.loadAnns(coco.getAnnIds(imgIds=img['id']))
+        labels, scores = [], []
+        for j, a in enumerate(anns):
+            true = ds.cat2label[a['category_id']]
+            if j % 3 == 1:  # the next culture, same kind
+                wrong = uniq[(uniq.index(cultures[true]) + 1) % len(uniq)]
+                labels.append(label_of[wrong, kinds[true]])
+                scores.append(0.6)
+            else:
+                labels.append(true)
+                scores.append(0.9)
+                n_right += 1
+        n_all += len(anns)
+        sample = DetDataSample(metainfo=dict(img_id=img['id'], ori_shape=(img['height'], img['width']),
+                                             label_cultures=cultures, label_kinds=kinds))
+        x, y, w, h = np.array([a['bbox'] for a in anns], np.float32).reshape(-1, 4).T
+        sample.pred_instances = InstanceData(
+            bboxes=torch.from_numpy(np.stack([x, y, x + w, y + h], 1)), scores=torch.tensor(scores),
+            labels=torch.tensor(labels, dtype=torch.long),
+            masks=torch.from_numpy(np.array([coco.annToMask(a) for a in anns], bool).reshape(
+                -1, img['height'], img['width'])))
+        batches.append(({}, [sample]))
+    assert 0 < n_right < n_all
+    scores = score_with_consensus(
+        batches, lambda: Evaluator(METRICS.build(dict(type='DifficultyCocoMetric', ann_file=ann,
+                                                      metric=['bbox', 'segm']))),
+        ds.metainfo, dict(type='nms', iou_threshold=0.5), len(ds))
+    off, on = scores["off"], scores["on"]
+    assert off['culture_acc'] == pytest.approx(n_right / n_all)
+    assert on['culture_acc'] == pytest.approx(1.0)
+    for key in ('bbox_mAP', 'segm_mAP', 'bbox_L1_mAP', 'segm_L3_mAP'):
+        assert on[key] == pytest.approx(1.0) and off[key] < 1.0
+    assert off['segm_agnostic_mAP'] == pytest.approx(1.0) == on['segm_agnostic_mAP']
