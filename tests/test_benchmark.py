@@ -17,7 +17,7 @@ DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
 
 
 def _fake_result(median, peak=100.0, dets=None):
-    return dict(times=[median], median=median, peak_mib=peak, params_m=1.0, dets=dets,
+    return dict(times=[median], median=median, peak_mib=peak, params_m=1.0, dets=dets, gflop=2000 * median,
                 parts={'backbone': median / 4, 'box heads': median / 2, 'forward': 0.9 * median})
 
 
@@ -38,7 +38,7 @@ def test_run_speed_ratios_against_model_b(monkeypatch):
     assert rows[1]['train']['ratio'] == pytest.approx(1.0)
     table = speed_table(rows, 96, 2).splitlines()
     assert '2×96²' in table[0] and len(table) == 4
-    assert table[2].startswith('| (a) model a | 1.0 | 6 | 3.00 | 100 | 3 | 0.75 | 100 | 5 |')
+    assert table[2] == '| (a) model a | 1.0 | 6 | 3.00 | 12 | 100 | 3 | 0.75 | 6 | 100 | 5 |'
     parts = breakdown_table(rows, ['backbone', 'box heads', 'mask heads']).splitlines()
     # (a) train: 6 s = forward 5.4 (1.5 backbone + 3 box heads + 0.9 other) + 0.6 backward; absent
     # component shown as a dash
@@ -82,6 +82,7 @@ def test_measure_demo_model_train_and_infer():
     infer = speed_mod.measure(osp.join(ROOT, DEMO), 'infer', size=96, warmup=1, repeats=1)
     assert len(infer['times']) == 1 and infer['dets'] == 100  # the fixed detection count (default)
     assert infer['parts']['mask heads'] > 0
+    assert train['gflop'] is None and infer['gflop'] > 0  # counted in the warm-up run only
     with pytest.raises(ValueError, match='phase'):
         speed_mod.measure(osp.join(ROOT, DEMO), 'export', size=96, warmup=0, repeats=1)
 
@@ -197,3 +198,17 @@ def test_consensus_scoring_on_known_predictions(prepared):
     for key in ('bbox_mAP', 'segm_mAP', 'bbox_L1_mAP', 'segm_L3_mAP'):
         assert on[key] == pytest.approx(1.0) and off[key] < 1.0
     assert off['segm_agnostic_mAP'] == pytest.approx(1.0) == on['segm_agnostic_mAP']
+
+
+def test_flop_count_of_a_deformable_conv_by_hand():
+    from mmcv.ops import ModulatedDeformConv2dPack
+    m = ModulatedDeformConv2dPack(3, 4, 3, padding=1)  # + a regular 3x3 conv predicting 27 offset/mask maps
+    x = torch.rand(1, 3, 8, 8, requires_grad=True)
+    offset_conv = 2 * (27 * 8 * 8) * (3 * 9)  # 2 FLOPs per multiply-add: outputs x (in x k x k)
+    dcn = 2 * (4 * 8 * 8) * (3 * 9)  # invisible to torch: counted by the hook
+    with torch.no_grad(), speed_mod.FlopCount(m, backward=False) as fc:
+        m(x)
+    assert fc.total == offset_conv + dcn == 107136
+    with speed_mod.FlopCount(m, backward=True) as fc:
+        m(x).sum().backward()
+    assert fc.total == 3 * (offset_conv + dcn)  # backward: gradients of input and weights

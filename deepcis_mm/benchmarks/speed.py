@@ -5,6 +5,7 @@ so that the peak memory of one model does not hide another's (CPU: the process's
 GPU: ``torch.cuda.max_memory_allocated``). Every model sees the same synthetic EVICAN-like batch.
 """
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -145,12 +146,42 @@ class ForwardTimer:
         return out
 
 
+class FlopCount:
+    """FLOPs of the code run inside ``with FlopCount(model, backward) as fc`` (then ``fc.total``):
+    torch's ``FlopCounterMode`` (matmuls and convolutions, forward and backward) plus mmcv's DCNv2, a
+    compiled op torch cannot see, counted by hooks as a convolution (backward = 2x forward).
+    RoIAlign, NMS and element-wise ops are not counted (small next to the convolutions)."""
+
+    def __init__(self, model, backward: bool):
+        from mmcv.ops import ModulatedDeformConv2d
+        self.dcn = [m for m in model.modules() if isinstance(m, ModulatedDeformConv2d)]
+        self.backward, self.dcn_flops, self._hooks, self.total = backward, 0, [], None
+
+    def _hook(self, module, inputs, output):
+        kh, kw = module.kernel_size
+        self.dcn_flops += 2 * output.numel() * module.in_channels // module.groups * kh * kw
+
+    def __enter__(self):
+        from torch.utils.flop_counter import FlopCounterMode
+        self._hooks = [m.register_forward_hook(self._hook) for m in self.dcn]
+        self._mode = FlopCounterMode(display=False)
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._mode.__exit__(*exc)
+        for h in self._hooks:
+            h.remove()
+        self.total = self._mode.get_total_flops() + self.dcn_flops * (3 if self.backward else 1)
+
+
 def measure(config: str, phase: str, size: int, warmup: int, repeats: int, device: str = 'cpu',
             batch: int = 2, seed: int = 0, dets: Optional[int] = 100) -> Dict:
     """Time ``repeats`` training iterations (``phase='train'``: forward, loss, backward, SGD step on
     ``batch`` images) or single-image inferences (``phase='infer'``) after ``warmup`` untimed ones.
 
-    Returns seconds per run, their median, peak memory (MiB), parameter count and, for inference,
+    Returns seconds per run, their median, peak memory (MiB), parameter count, ``gflop`` per run
+    (counted in the first warm-up run, :class:`FlopCount`; None without warm-up) and, for inference,
     the number of detections per image; ``parts``: median forward seconds per component (and of the
     whole forward pass, ``'forward'``, in training). ``dets``: see :func:`build_model`.
     """
@@ -160,7 +191,15 @@ def measure(config: str, phase: str, size: int, warmup: int, repeats: int, devic
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     timer = ForwardTimer(model, device)
-    times, dets, parts = [], [], []
+    times, dets, parts, flops = [], [], [], []
+
+    def counted(i):  # the first warm-up run counts FLOPs (its time is not used)
+        if i == 0 and warmup > 0:
+            fc = FlopCount(model, backward=phase == 'train')
+            flops.append(fc)
+            return fc
+        return contextlib.nullcontext()
+
     if phase == 'train':
         data = _collate(synthetic_batch(size, batch, seed))
         model.train()
@@ -170,13 +209,13 @@ def measure(config: str, phase: str, size: int, warmup: int, repeats: int, devic
         for i in range(warmup + repeats):
             _sync(device)
             t0 = time.perf_counter()
-            # = model.train_step, with the forward (incl. targets and losses) timed on its own
-            with optim.optim_context(model):
-                losses = model._run_forward(model.data_preprocessor(data, True), mode='loss')
-            _sync(device)
-            t_fwd = time.perf_counter() - t0
-            optim.update_params(model.parse_losses(losses)[0])
-            _sync(device)
+            with counted(i):  # = model.train_step, with the forward (targets, losses) timed on its own
+                with optim.optim_context(model):
+                    losses = model._run_forward(model.data_preprocessor(data, True), mode='loss')
+                _sync(device)
+                t_fwd = time.perf_counter() - t0
+                optim.update_params(model.parse_losses(losses)[0])
+                _sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
                 parts.append({**timer.take(), 'forward': t_fwd})
@@ -187,7 +226,7 @@ def measure(config: str, phase: str, size: int, warmup: int, repeats: int, devic
         for i, sample in enumerate(samples):
             _sync(device)
             t0 = time.perf_counter()
-            with torch.no_grad():
+            with torch.no_grad(), counted(i):
                 out = model.test_step(_collate([sample]))
             _sync(device)
             if i >= warmup:
@@ -199,6 +238,7 @@ def measure(config: str, phase: str, size: int, warmup: int, repeats: int, devic
         raise ValueError(f'measure: phase must be "train" or "infer", got {phase!r}')
     return dict(phase=phase, times=times, median=statistics.median(times), peak_mib=_peak_mib(device),
                 params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+                gflop=flops[0].total / 1e9 if flops else None,
                 dets=statistics.median(dets) if dets else None,
                 parts={name: statistics.median(p.get(name, 0.0) for p in parts)
                        for name in dict.fromkeys(n for p in parts for n in p)})

@@ -35,14 +35,16 @@ def _num(v: Optional[float], fmt: str = '{:.1f}') -> str:
 
 def speed_table(rows: List[Dict], size: int, batch: int) -> str:
     """Markdown table of :func:`run_speed` rows (medians; ratios against model (b))."""
-    head = (f'| model | params (M) | train s/iter ({batch}×{size}²) | train × (b) | train peak MiB '
-            f'| infer s/img ({size}²) | infer × (b) | infer peak MiB | dets/img |')
-    lines = [head, '|' + '---|' * 9]
+    head = (f'| model | params (M) | train s/iter ({batch}×{size}²) | train × (b) | train TFLOP | train peak MiB '
+            f'| infer s/img ({size}²) | infer × (b) | infer TFLOP | infer peak MiB | dets/img |')
+    lines = [head, '|' + '---|' * 11]
     for r in rows:
         t, i = r['train'], r['infer']
+        tera = [None if x.get('gflop') is None else x['gflop'] / 1000 for x in (t, i)]
         lines.append(f'| ({r["key"]}) {r["label"]} | {t["params_m"]:.1f} | {t["median"]:.3g} | '
-                     f'{_num(t["ratio"], "{:.2f}")} | {t["peak_mib"]:.0f} | {i["median"]:.3g} | '
-                     f'{_num(i["ratio"], "{:.2f}")} | {i["peak_mib"]:.0f} | {_num(i["dets"], "{:.0f}")} |')
+                     f'{_num(t["ratio"], "{:.2f}")} | {_num(tera[0], "{:.3g}")} | {t["peak_mib"]:.0f} | '
+                     f'{i["median"]:.3g} | {_num(i["ratio"], "{:.2f}")} | {_num(tera[1], "{:.3g}")} | '
+                     f'{i["peak_mib"]:.0f} | {_num(i["dets"], "{:.0f}")} |')
     return '\n'.join(lines)
 
 
