@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """DeepCIS against stock MMDetection models, both sides measured in one run.
 
-    python scripts/benchmark.py speed    [--device cpu|cuda] [--size 512] [--repeats 3] [--models a,b,c,d]
+    python scripts/benchmark.py speed    [--device auto|cpu|cuda|cpu,cuda] [--size 512] [--repeats 3] [--models a,b,c,d]
     python scripts/benchmark.py accuracy [--models d,cpu-mask,cpu-cascade]
 
 speed: per-iteration training time (forward, loss, backward, SGD step on 2 images), per-image
 inference time and peak memory at a fixed input size, median of repeated runs after warm-up, for
 (a) DeepCIS setting 3, (b) stock Cascade Mask R-CNN with the same backbone (mask head at every stage),
 (c) Mask R-CNN R50-FPN, (d) the CPU demo model; ratios against (b). Random weights, the same
-synthetic batch for every model; each model measured in its own process.
+synthetic batch for every model; each model measured in its own process. By default on the CPU and,
+where torch sees one, also on the GPU (one table per device).
 
 accuracy: the CPU demo model and the CPU-scale stock baselines trained with the same budget on the
 same synthetic EVICAN (the `make demo` data), evaluated per difficulty level with and without
@@ -28,7 +29,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 os.chdir(osp.dirname(osp.dirname(osp.abspath(__file__))))  # configs and tools/ are repo-relative
 
 from deepcis_mm.benchmarks.accuracy import ACCURACY_MODELS, COLUMNS, run_accuracy  # noqa: E402
-from deepcis_mm.benchmarks.speed import COMPONENTS, SPEED_MODELS, run_speed  # noqa: E402
+from deepcis_mm.benchmarks.speed import COMPONENTS, SPEED_MODELS, run_speed, speed_devices  # noqa: E402
 from deepcis_mm.benchmarks.tables import (accuracy_table, breakdown_table, machine_info,  # noqa: E402
                                           speed_table, update_readme)
 from deepcis_mm.utils import atomic_write_json, atomic_write_text  # noqa: E402
@@ -47,11 +48,14 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _publish(args, name: str, table: str, rows, extra: str) -> None:
+def _publish(args, name: str, blocks, rows, extra: str) -> None:
+    """``blocks``: (device, table) pairs, each printed under its machine line."""
     command = 'python scripts/benchmark.py ' + ' '.join(shlex.quote(a) for a in sys.argv[1:])
     stamp = datetime.datetime.now().strftime('%Y-%m-%d')
-    text = (f'`{command}` ({stamp}; {extra})\n\nMachine: {machine_info(getattr(args, "device", "cpu"))}\n\n'
-            f'{table}\n')
+    text = f'`{command}` ({stamp}; {extra})\n\n'
+    for device, table in blocks:
+        head = f'#### On {device}\n\n' if len(blocks) > 1 else ''
+        text += f'{head}Machine: {machine_info(device)}\n\n{table}\n\n'
     os.makedirs(args.out, exist_ok=True)
     atomic_write_text(osp.join(args.out, f'{name}.md'), text)
     atomic_write_json(osp.join(args.out, f'{name}.json'), dict(command=command, rows=rows), indent=1)
@@ -67,7 +71,8 @@ def main() -> None:
     s = sub.add_parser('speed', help='training/inference time and peak memory')
     s.add_argument('--models', default=','.join(m[0] for m in SPEED_MODELS),
                    help='subset of: ' + '; '.join(f'{k} = {label}' for k, label, _ in SPEED_MODELS))
-    s.add_argument('--device', default='cpu', help='cpu or cuda[:N]')
+    s.add_argument('--device', default='auto',
+                   help='auto (the CPU, and the GPU where torch sees one), cpu, cuda[:N] or a comma list')
     s.add_argument('--size', type=int, default=512, help='input side in px (square images)')
     s.add_argument('--batch', type=int, default=2, help='training images per iteration (>= 2: ResNeSt BN)')
     s.add_argument('--warmup', type=int, default=1, help='untimed runs first')
@@ -89,26 +94,31 @@ def main() -> None:
                 or args.size < 64:
             raise SystemExit('benchmark.py: error: need --batch >= 2, --repeats/--infer-repeats/--dets >= 1, '
                              '--warmup >= 0, --size >= 64')
-        if args.device.startswith('cuda'):
-            import torch
-            if not torch.cuda.is_available():
-                raise SystemExit('benchmark.py: error: --device cuda but torch sees no GPU')
+        try:
+            devices = speed_devices(args.device)
+        except ValueError as e:
+            raise SystemExit(f'benchmark.py: error: {e}')
         models = _select(SPEED_MODELS, args.models, '--models')
-        rows = run_speed(models, args.size, args.warmup, args.repeats, args.device, args.batch,
-                         args.infer_repeats, args.dets, log=_log)
+        rows, blocks = [], []
+        for device in devices:  # both sides (DeepCIS and stock) measured on each device in this run
+            _log(f'--- {device} ---')
+            dev_rows = run_speed(models, args.size, args.warmup, args.repeats, device, args.batch,
+                                 args.infer_repeats, args.dets, log=_log)
+            rows += [dict(r, device=device) for r in dev_rows]
+            blocks.append((device, speed_table(dev_rows, args.size, args.batch)
+                           + '\n\nWhere the time goes (median seconds per run: forward of each component, '
+                           'the rest of the forward pass, backward + SGD step):\n\n'
+                           + breakdown_table(dev_rows, [name for _, name in COMPONENTS])))
         extra = (f'medians of {args.repeats} training iterations and {args.infer_repeats} inferences after '
                  f'{args.warmup} warm-up; random weights; inference at {args.dets} detections per image; '
-                 'peak memory = '
-                 + ('max allocated by torch' if args.device.startswith('cuda') else 'process peak RSS'))
-        table = (speed_table(rows, args.size, args.batch) + '\n\nWhere the time goes (median seconds per '
-                 'run: forward of each component, the rest of the forward pass, backward + SGD step):\n\n'
-                 + breakdown_table(rows, [name for _, name in COMPONENTS]))
-        _publish(args, 'speed', table, rows, extra)
+                 'peak memory = ' + ' / '.join(dict.fromkeys(
+                     'max allocated by torch' if d.startswith('cuda') else 'process peak RSS' for d in devices)))
+        _publish(args, 'speed', blocks, rows, extra)
     else:
         models = _select(ACCURACY_MODELS, args.models, '--models')
         rows = run_accuracy(models, args.work_dir, log=_log)
         extra = 'mAP and culture accuracy in %; 450 iterations x 2 images each, seed 0; eval split of the demo data'
-        _publish(args, 'accuracy', accuracy_table(rows, COLUMNS), rows, extra)
+        _publish(args, 'accuracy', [('cpu', accuracy_table(rows, COLUMNS))], rows, extra)
 
 
 if __name__ == '__main__':

@@ -111,6 +111,21 @@ def test_benchmark_speed_command_writes_tables(tmp_path):
     bad = subprocess.run([sys.executable, 'scripts/benchmark.py', 'speed', '--models', 'z'], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and '--models z unknown' in bad.stderr
+    bad = subprocess.run([sys.executable, 'scripts/benchmark.py', 'speed', '--device', 'tpu'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and 'error: --device tpu unknown' in bad.stderr
+
+
+def test_speed_devices_auto_adds_the_gpu_only_where_there_is_one():
+    assert speed_mod.speed_devices('auto', gpu_available=False) == ['cpu']
+    assert speed_mod.speed_devices('auto', gpu_available=True) == ['cpu', 'cuda']
+    assert speed_mod.speed_devices('cpu, cuda:1', gpu_available=True) == ['cpu', 'cuda:1']
+    with pytest.raises(ValueError, match='torch sees no GPU'):
+        speed_mod.speed_devices('cpu,cuda', gpu_available=False)
+    with pytest.raises(ValueError, match='--device gpu unknown'):
+        speed_mod.speed_devices('gpu', gpu_available=True)
+    with pytest.raises(ValueError, match='empty'):
+        speed_mod.speed_devices(',', gpu_available=True)
 
 
 def test_post_hoc_consensus_equals_the_heads_own(prepared, tmp_path):

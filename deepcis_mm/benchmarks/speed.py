@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -38,7 +39,6 @@ def synthetic_batch(size: int, n_images: int, seed: int = 0) -> List[dict]:
     """``n_images`` packed samples of ``size`` x ``size`` px (synthetic EVICAN images of different
     cultures, cells and nuclei with boxes and polygon masks), as the dataloader would give them."""
     from mmcv.transforms import Compose
-    from mmdet.structures.mask import PolygonMasks  # noqa: F401 (registers nothing; import check)
 
     from ..datasets.synthetic import CULTURES, culture_morphology, render_image
     pipeline = Compose([dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True),
@@ -242,6 +242,24 @@ def measure(config: str, phase: str, size: int, warmup: int, repeats: int, devic
                 dets=statistics.median(dets) if dets else None,
                 parts={name: statistics.median(p.get(name, 0.0) for p in parts)
                        for name in dict.fromkeys(n for p in parts for n in p)})
+
+
+def speed_devices(spec: str, gpu_available: Optional[bool] = None) -> List[str]:
+    """Devices named by ``--device``: ``auto`` = the CPU, plus ``cuda`` where torch sees a GPU; else a
+    comma list such as ``cpu,cuda:1``. ValueError (one line) for an unknown name or a GPU torch does
+    not see."""
+    gpu = torch.cuda.is_available() if gpu_available is None else gpu_available
+    if spec == 'auto':
+        return ['cpu'] + (['cuda'] if gpu else [])
+    devices = list(dict.fromkeys(d.strip() for d in spec.split(',') if d.strip()))  # each once
+    if not devices:
+        raise ValueError('--device is empty')
+    for d in devices:
+        if not (d == 'cpu' or re.fullmatch(r'cuda(:\d+)?', d)):
+            raise ValueError(f'--device {d} unknown; use auto, cpu, cuda, cuda:N or a comma list')
+        if d.startswith('cuda') and not gpu:
+            raise ValueError(f'--device {d} but torch sees no GPU')
+    return devices
 
 
 def _measure_in_subprocess(config: str, phase: str, args: dict, log) -> Dict:
