@@ -116,6 +116,19 @@ def test_benchmark_speed_command_writes_tables(tmp_path):
     assert bad.returncode != 0 and 'error: --device tpu unknown' in bad.stderr
 
 
+def test_model_b_is_the_deepcis_backbone_under_stock_cascade_heads():
+    from mmengine.config import Config
+    configs = {k: Config.fromfile(osp.join(ROOT, c)).model for k, _, c in speed_mod.SPEED_MODELS}
+    a, b = configs['a'], configs['b']
+    assert b.backbone == a.backbone and b.backbone.type == 'ResNeSt' and b.backbone.depth == 200
+    assert b.backbone.stage_with_dcn == (False, True, True, True) and b.neck == a.neck
+    assert b.data_preprocessor == a.data_preprocessor
+    # stock heads: mmdet's RPN/anchors and cascade head with a mask head at every stage
+    assert b.rpn_head.type == 'RPNHead' and b.roi_head.type == 'CascadeRoIHead'
+    assert a.roi_head.type == 'LastStageMaskCascadeRoIHead'
+    assert b.roi_head.bbox_head[0].type == 'Shared2FCBBoxHead' and b.roi_head.bbox_head[0].num_classes == 60
+
+
 def test_speed_devices_auto_adds_the_gpu_only_where_there_is_one():
     assert speed_mod.speed_devices('auto', gpu_available=False) == ['cpu']
     assert speed_mod.speed_devices('auto', gpu_available=True) == ['cpu', 'cuda']

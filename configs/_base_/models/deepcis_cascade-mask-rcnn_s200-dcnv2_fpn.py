@@ -2,9 +2,9 @@
 # ResNeSt-200 (stem 128, radix 2) with DCNv2 in stages 2-4, FPN. Upstream modules composed over
 # mmdet's cascade-mask-rcnn base; choices the paper leaves open follow the authors' published
 # detectron2 config for the same architecture (LIVECell bt474_config.yaml), see README.
-_base_ = 'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py'
+_base_ = ['mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py', './deepcis_s200-dcnv2_backbone.py']
 
-norm_cfg = dict(type='SyncBN', requires_grad=True)  # tools/train.py turns it into BN on CPU
+norm_cfg = _base_.norm_cfg  # SyncBN; tools/train.py turns it into BN on CPU
 anchor_ratios = [0.25, 0.5, 1.0, 2.0, 4.0]
 cell_anchor_sizes = [2, 6, 17, 31, 64, 127, 256, 512, 1024]
 nucleus_anchor_sizes = [2, 6, 8, 12, 17, 24, 31, 64, 127, 256]
@@ -13,23 +13,7 @@ cascade_target_stds = [[0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.0
 model = dict(
     # grayscale microscopy (authors' config): mean 128, std 11.578 on each channel
     data_preprocessor=dict(mean=[128.0] * 3, std=[11.578] * 3, bgr_to_rgb=False),
-    backbone=dict(
-        _delete_=True,
-        type='ResNeSt',
-        depth=200,
-        stem_channels=128,
-        radix=2,
-        reduction_factor=4,
-        avg_down_stride=True,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=-1,  # FREEZE_AT 0: nothing frozen
-        norm_cfg=norm_cfg,
-        norm_eval=False,
-        style='pytorch',
-        dcn=dict(type='DCNv2', deform_groups=2, fallback_on_stride=False),
-        stage_with_dcn=(False, True, True, True),
-        init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://resnest200')),
+    backbone=dict(_delete_=True, **_base_.deepcis_backbone),
     neck=dict(in_channels=[256, 512, 1024, 2048], norm_cfg=norm_cfg),
     rpn_head=dict(
         type='LevelMappedRPNHead',
