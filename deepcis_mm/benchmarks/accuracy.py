@@ -6,7 +6,9 @@ once, and scores the predictions twice with :class:`DifficultyCocoMetric`: as pr
 image-level culture consensus (:func:`apply_culture_consensus`, applied post hoc so that the stock
 heads, which have no consensus option, are treated exactly like DeepCIS's).
 """
+import contextlib
 import copy
+import io
 import os
 import os.path as osp
 import subprocess
@@ -86,6 +88,7 @@ def evaluate(config: str, checkpoint: str, work_dir: str,
     from ..engine.runner_utils import build_runner, load_config
     cfg = load_config(config, cfg_options, work_dir=work_dir)
     cfg.model.backbone.init_cfg = None
+    cfg.log_level = 'WARNING'  # the benchmark prints its own table; no config dump per model
     runner = build_runner(cfg)
     load_checkpoint(runner.model, checkpoint, map_location='cpu', logger='silent')
     model, loader = runner.model, runner.test_dataloader
@@ -96,8 +99,10 @@ def evaluate(config: str, checkpoint: str, work_dir: str,
             for data in loader:
                 yield data, model.test_step(data)
 
-    return score_with_consensus(predictions(), lambda: runner.build_evaluator(copy.deepcopy(cfg.test_evaluator)),
-                                loader.dataset.metainfo, model.roi_head.test_cfg.nms, len(loader.dataset))
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress prints
+        return score_with_consensus(predictions(),
+                                    lambda: runner.build_evaluator(copy.deepcopy(cfg.test_evaluator)),
+                                    loader.dataset.metainfo, model.roi_head.test_cfg.nms, len(loader.dataset))
 
 
 def run_accuracy(models: Sequence[tuple] = ACCURACY_MODELS, work_dir: str = 'work_dirs/benchmark/accuracy',
