@@ -1,4 +1,5 @@
 """scripts/benchmark.py: ratios, tables, README sections, the speed worker, post-hoc consensus."""
+import copy
 import json
 import math
 import os.path as osp
@@ -125,8 +126,16 @@ def test_model_b_is_the_deepcis_backbone_under_stock_cascade_heads():
     assert b.data_preprocessor == a.data_preprocessor
     # stock heads: mmdet's RPN/anchors and cascade head with a mask head at every stage
     assert b.rpn_head.type == 'RPNHead' and b.roi_head.type == 'CascadeRoIHead'
-    assert a.roi_head.type == 'LastStageMaskCascadeRoIHead'
     assert b.roi_head.bbox_head[0].type == 'Shared2FCBBoxHead' and b.roi_head.bbox_head[0].num_classes == 60
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    mask_heads = {}
+    for key, model in (('a', a), ('b', b)):
+        roi_head = copy.deepcopy(model.roi_head)
+        roi_head.update(train_cfg=model.train_cfg.rcnn, test_cfg=model.test_cfg.rcnn)
+        mask_heads[key] = len(MODELS.build(roi_head).mask_head)
+    assert mask_heads == {'a': 1, 'b': 3}  # DeepCIS: last stage only
 
 
 def test_speed_devices_auto_adds_the_gpu_only_where_there_is_one():
