@@ -2,6 +2,24 @@
 import json
 import os
 import tempfile
+import threading
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it; the lock keeps threads from racing)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str, path: str) -> None:
+    """Give the temp file the mode a plain ``open(path, 'w')`` would (0o666 minus the umask; mkstemp
+    makes it 0600, unreadable for colleagues on a shared cluster), then rename it onto ``path``."""
+    os.chmod(tmp, 0o666 & ~current_umask())
+    os.replace(tmp, path)
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -12,7 +30,7 @@ def atomic_write_text(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, 'w') as f:
             f.write(text)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -34,7 +52,7 @@ def atomic_save(path: str, save_fn) -> None:
     os.close(fd)
     try:
         save_fn(tmp)
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
