@@ -13,11 +13,12 @@ import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
 from mmengine.structures import InstanceData
 
 from ..datasets.categories import parse_category
 from ..datasets.evican import culture_palette
+from ..datasets.transforms import normalize_intensity
+from ..engine.checkpoint_fit import CheckpointMismatch, init_detector_strict
 from ..engine.cpu_fallback import apply_cpu_fallback
 from ..models.culture_consensus import apply_culture_consensus
 from ..utils import atomic_save, atomic_write_text
@@ -44,18 +45,15 @@ def list_inputs(spec: str) -> List[str]:
 
 
 def read_image(path: str) -> np.ndarray:
-    """Any gray/RGB(A), 8/16-bit or float image -> uint8 BGR; >8-bit data stretched 0.5-99.5 %."""
+    """Any gray/RGB(A), 8/16-bit or float image -> uint8 BGR exactly as the training pipeline sees it
+    (:func:`~deepcis_mm.datasets.normalize_intensity`: 8-bit unchanged, 16-bit its high byte)."""
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise InputError(f'{path}: unreadable image')
-    if img.dtype != np.uint8:
-        lo, hi = np.percentile(img, [0.5, 99.5])
-        img = np.clip((img.astype(np.float64) - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    return img
+    try:
+        return normalize_intensity(img, path)
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def tile_origins(length: int, tile: int, overlap: int) -> List[int]:
@@ -88,7 +86,6 @@ class Predictor:
 
     def __init__(self, config: str, checkpoint: str, device: str = 'cpu', score_thr: float = 0.3,
                  consensus: bool = False, tile_size: int = 1024, tile_overlap: int = 128):
-        from mmdet.apis import init_detector
         for path, what in ((config, 'config'), (checkpoint, 'checkpoint')):
             if not osp.isfile(path):
                 raise InputError(f'{path}: {what} file not found')
@@ -99,12 +96,10 @@ class Predictor:
         rcnn_test = (cfg.model.get('test_cfg') or {}).get('rcnn')
         if rcnn_test is not None and 'culture_consensus' in rcnn_test:
             rcnn_test['culture_consensus'] = False  # applied below from the checkpoint's class names
-        model = init_detector(cfg, None, device=device)
-        try:
-            ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True, logger='silent')
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ''
-            raise InputError(f'{checkpoint}: does not fit {config} ({first[:200]})') from None
+        try:  # strict: a checkpoint of another config is an error naming the first misfit tensor
+            model, ckpt = init_detector_strict(cfg, checkpoint, config, device)
+        except CheckpointMismatch as e:
+            raise InputError(str(e)) from None
         meta = (ckpt.get('meta') or {}).get('dataset_meta') or {}
         classes = list(meta.get('classes') or [])
         if not classes:

@@ -131,13 +131,61 @@ def _lower_names(img_dir: str) -> Dict[str, str]:
     return _LOWER_CACHE[img_dir]
 
 
-def _image_size(path: str, json_path: str) -> Tuple[int, int]:
+_PIL_DEPTHS = {'1': '1-bit gray', 'L': '8-bit gray', 'LA': '8-bit gray', 'P': '8-bit palette',
+               'PA': '8-bit palette', 'RGB': '8-bit RGB', 'RGBA': '8-bit RGB', 'CMYK': '8-bit CMYK',
+               'YCbCr': '8-bit RGB', 'I;16': '16-bit gray', 'I;16L': '16-bit gray',
+               'I;16B': '16-bit gray', 'I;16N': '16-bit gray', 'F': 'float gray'}
+
+
+def _cv2_depth(img: np.ndarray) -> str:
+    chans = 'gray' if img.ndim == 2 or img.shape[2] in (1, 2) else 'RGB'
+    bits = 'float' if img.dtype.kind == 'f' else f'{8 * img.dtype.itemsize}-bit'
+    return f'{bits} {chans}'
+
+
+def _image_size(path: str, json_path: str, depths: Optional[Counter] = None,
+                peaks: Optional[dict] = None) -> Tuple[int, int]:
+    """(width, height) of a fully decoded image; counts its bit depth in ``depths`` and, above
+    8 bits, keeps the largest value per depth in ``peaks`` (the model sees value / 257 there)."""
     try:
         with Image.open(path) as im:
             im.load()  # full decode: truncated/corrupt files fail here, not during training
-            return im.size
+            size, mode = im.size, im.mode
+            depth = _PIL_DEPTHS.get(mode)
+            peak = None
+            if depth is None or not depth.startswith('8-bit'):
+                lo_hi = im.getextrema()
+                peak = float(lo_hi[1] if not isinstance(lo_hi[0], tuple) else max(e[1] for e in lo_hi))
+                if depth is None:  # 'I': 16-bit PNGs in some Pillow versions
+                    depth = '16-bit gray' if peak <= 65535 else '32-bit gray'
     except Exception as e:  # PIL raises several types for bad files
-        raise ReleaseError(f'{json_path}: image {path} is unreadable: {e}') from e
+        # PIL cannot open some files the training pipeline reads (16-bit RGB or float TIFF): ask OpenCV
+        import cv2
+        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if img is None or img.size == 0:
+            raise ReleaseError(f'{json_path}: image {path} is unreadable: {e}') from e
+        size, depth = (img.shape[1], img.shape[0]), _cv2_depth(img)
+        peak = None if img.dtype == np.uint8 else float(img.max())
+    if depths is not None:
+        depths[depth] += 1
+    if peaks is not None and peak is not None:
+        peaks[depth] = max(peaks.get(depth, peak), peak)
+    return size
+
+
+def bit_depth_notes(depths: Counter, peaks: dict) -> List[str]:
+    """What the normalisation (deepcis_mm.datasets.normalize_intensity) will do with these depths."""
+    notes = []
+    for depth, peak in sorted(peaks.items()):
+        if depth.startswith(('16-bit', '32-bit')) and 255 < peak < 16384:
+            notes.append(f'{depths[depth]} {depth} image(s) have values only up to {peak:.0f} (12- or '
+                         f'14-bit camera data?): the model sees value/257, at most {peak / 257:.1f} of '
+                         f'255; rescale them to the full 16-bit range before converting '
+                         f'(docs/training_and_data_checks.md)')
+    if len(depths) > 1:
+        notes.append('the release mixes bit depths (' + ', '.join(f'{n} {d}' for d, n in sorted(
+            depths.items())) + '): each is brought to the 8-bit scale by the same rule')
+    return notes
 
 
 def _ann_extent(anns: List[dict]) -> Tuple[float, float]:
@@ -156,6 +204,8 @@ class _Split:
         self.images: List[dict] = []
         self.annotations: List[dict] = []
         self.by_file: Dict[str, dict] = {}
+        self.depths: Counter = Counter()  # bit depth -> images
+        self.peaks: Dict[str, float] = {}  # bit depth (above 8) -> largest value
 
 
 def convert_release(src: str, dst: str, variant: str = 'auto', skip_bad_images: bool = False,
@@ -205,6 +255,14 @@ def convert_release(src: str, dst: str, variant: str = 'auto', skip_bad_images: 
         _link(img_dir_of[split], osp.join(dst, 'images', split))
 
     summary = summarize(splits, categories, variant)
+    depths, peaks = Counter(), {}
+    for out in splits.values():
+        depths.update(out.depths)
+        for d, v in out.peaks.items():
+            peaks[d] = max(peaks.get(d, v), v)
+    summary['bit_depths'] = dict(sorted(depths.items()))
+    summary['max_values'] = dict(sorted(peaks.items()))
+    warnings.extend(bit_depth_notes(depths, peaks))
     summary['warnings'] = warnings
     atomic_write_json(osp.join(dst, 'summary.json'), summary, indent=1)
     atomic_write_text(osp.join(dst, 'summary.md'), format_summary(summary))
@@ -259,7 +317,7 @@ def _convert_file(path, level, img_dir, out: _Split, cat_table, warnings, skip_b
         try:
             if not osp.isfile(abs_path):
                 raise ReleaseError(f'{path}: image {fname} not found in {img_dir}')
-            width, height = _image_size(abs_path, path)
+            width, height = _image_size(abs_path, path, out.depths, out.peaks)
         except ReleaseError as e:
             if not skip_bad:
                 raise
@@ -374,13 +432,20 @@ def summarize(splits: Dict[str, _Split], categories: List[dict], variant: str) -
                             per_class={n: dict(images=len(imgs[n]), instances=inst[n])
                                        for n in result['classes'] if inst[n]})
         result['splits'][split] = dict(images=len(out.images), instances=len(out.annotations),
-                                       levels=per)
+                                       levels=per, bit_depths=dict(sorted(out.depths.items())))
     return result
 
 
 def format_summary(summary: dict) -> str:
     """Markdown tables of :func:`summarize`."""
     lines = [f'# {summary["variant"]} (normalized)', '']
+    if summary.get('bit_depths'):
+        peaks = summary.get('max_values') or {}
+        lines += ['Images by bit depth: ' + ', '.join(
+            f'{d}: {n}' + (f' (values up to {peaks[d]:g})' if d in peaks else '')
+            for d, n in summary['bit_depths'].items()) +
+            ' (8-bit reaches the model unchanged; other depths are scaled to 0-255, see '
+            'docs/training_and_data_checks.md)', '']
     for split, s in summary['splits'].items():
         lines.append(f'## {split}: {s["images"]} images, {s["instances"]} instances')
         lines.append('')

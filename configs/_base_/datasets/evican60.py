@@ -5,9 +5,12 @@ dataset_type = 'EvicanDataset'
 data_root = 'data/evican60/'
 backend_args = None
 subset = 'all'  # 'cell' (setting 1), 'nucleus' (setting 2), 'all' (setting 3)
+# Any bit depth reaches the model as 'deepcis predict' reads it: files are read as stored ('unchanged',
+# not mmcv's 8-bit 'color' read) and NormalizeIntensity applies the one rule (docs/training_and_data_checks.md).
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', color_type='unchanged', backend_args=backend_args),
+    dict(type='NormalizeIntensity'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     # multi-scale training, shorter side 440-620 px (authors' config)
     dict(type='RandomChoiceResize', scales=[(2000, s) for s in range(440, 621, 20)], keep_ratio=True),
@@ -15,7 +18,8 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='LoadImageFromFile', color_type='unchanged', backend_args=backend_args),
+    dict(type='NormalizeIntensity'),
     dict(type='Resize', scale=(2000, 530), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',

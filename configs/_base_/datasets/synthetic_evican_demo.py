@@ -3,14 +3,16 @@ _base_ = './evican60.py'
 
 data_root = 'data/synthetic_evican_prepared/'
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='unchanged'),
+    dict(type='NormalizeIntensity'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='RandomChoiceResize', scales=[(512, 224), (512, 256), (512, 288)], keep_ratio=True),
     dict(type='RandomFlip', prob=[0.25, 0.25], direction=['horizontal', 'vertical']),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageFromFile', color_type='unchanged'),
+    dict(type='NormalizeIntensity'),
     dict(type='Resize', scale=(512, 256), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
     dict(type='PackDetInputs',

@@ -1,0 +1,3 @@
+from .normalize_intensity import NormalizeIntensity, normalize_intensity
+
+__all__ = ['NormalizeIntensity', 'normalize_intensity']
