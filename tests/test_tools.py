@@ -19,7 +19,8 @@ def test_config_typo_is_one_line_error(tmp_path):
     res = _run('tools/train.py', DEMO, '--work-dir', str(tmp_path), '--cfg-options', 'model.roi_head.num_clases=3')
     assert res.returncode == 2
     (line,) = _error_lines(res.stderr)
-    assert line.startswith(f'train: error: {DEMO}: TypeError') and "'num_clases'" in line
+    assert line.startswith(f'train: error: {DEMO}: ConfigKeyError: --cfg-options model.roi_head.num_clases: '
+                           f'no such key in the config (did you mean model.roi_head.num_classes?')
 
 
 def test_missing_config_and_checkpoint(tmp_path):

@@ -10,7 +10,8 @@ import os.path as osp
 from mmengine.config import DictAction
 
 import deepcis_mm  # noqa: F401
-from deepcis_mm.engine import build_runner, load_config, one_line_errors
+from deepcis_mm.engine import (build_runner, check_config_checkpoint, check_data_paths, load_config,
+                               one_line_errors)
 
 
 def parse_args():
@@ -20,7 +21,8 @@ def parse_args():
     p.add_argument('--work-dir', help='folder for logs and evaluation tables')
     p.add_argument('--out', help='dump predictions to a pickle file (mmdet DumpDetResults)')
     p.add_argument('--show-dir', help='save drawn predictions under work_dir/timestamp/SHOW_DIR')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config entries')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override existing config entries; a new key is written +key=value')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args()
@@ -44,6 +46,10 @@ def main():
             cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(cfg.test_evaluator, list) \
                 else [cfg.test_evaluator]
             cfg.test_evaluator.append(dict(type='DumpDetResults', out_file_path=args.out))
+        check_data_paths(cfg, ['test'])
+        # a checkpoint of another config is an error before anything is written (mmengine would load
+        # what fits, warn, and evaluate random heads)
+        check_config_checkpoint(cfg, args.checkpoint, args.config)
         runner = build_runner(cfg)
     runner.test()
 

@@ -9,7 +9,8 @@ import os
 from mmengine.config import DictAction
 
 import deepcis_mm  # noqa: F401  (registers modules, applies compat fixes)
-from deepcis_mm.engine import build_runner, load_config, one_line_errors
+from deepcis_mm.engine import (CheckpointMismatch, build_runner, check_data_paths, load_config,
+                               one_line_errors, resolve_resume)
 
 
 def parse_args():
@@ -21,7 +22,8 @@ def parse_args():
     p.add_argument('--resume', nargs='?', type=str, const='auto',
                    help='resume from CHECKPOINT, or from the latest one in work_dir if none is given')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config entries, e.g. model.roi_head.num_classes=8')
+                   help='override existing config entries, e.g. model.roi_head.num_classes=8; '
+                        'a key the config does not have is an error unless written +key=value')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = p.parse_args()
@@ -38,12 +40,11 @@ def main():
             cfg.optim_wrapper.loss_scale = 'dynamic'
         if args.auto_scale_lr:
             cfg.auto_scale_lr.enable = True
-        if args.resume == 'auto':
-            cfg.resume, cfg.load_from = True, None
-        elif args.resume is not None:
-            cfg.resume, cfg.load_from = True, args.resume
+        resolve_resume(cfg, args.resume)
+        check_data_paths(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'])
         runner = build_runner(cfg)
-    runner.train()
+    with one_line_errors('train', args.config, (CheckpointMismatch, )):  # a resume checkpoint that does not fit
+        runner.train()
 
 
 if __name__ == '__main__':

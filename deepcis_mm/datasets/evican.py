@@ -8,6 +8,7 @@ from mmdet.registry import DATASETS
 from mmengine.fileio import get_local_path
 
 from .categories import culture_key
+from .pipeline_rng import PipelineRNG
 
 SUBSETS = {'cell': ('cell',), 'nucleus': ('nucleus',), 'all': ('cell', 'nucleus')}
 
@@ -49,7 +50,15 @@ class EvicanDataset(CocoDataset):
         if subset not in SUBSETS:
             raise ValueError(f'EvicanDataset: subset must be one of {sorted(SUBSETS)}, got {subset!r}')
         self.subset = subset
+        self._pipeline_rng = PipelineRNG()
         super().__init__(*args, **kwargs)
+
+    def __getitem__(self, idx: int) -> dict:
+        if self.test_mode:
+            return super().__getitem__(idx)
+        # augmentation in the main process draws from its own generator: bit-exact resume
+        with self._pipeline_rng.active():
+            return super().__getitem__(idx)
 
     def _derive_metainfo(self) -> None:
         with get_local_path(self.ann_file, backend_args=self.backend_args) as path:
