@@ -219,6 +219,21 @@ def test_tools_test_rejects_a_checkpoint_of_another_class_count(prepared, ckpt_6
     assert not work.exists()  # nothing written
 
 
+def test_tools_test_rejects_a_checkpoint_with_the_classes_in_another_order(prepared, tmp_path):
+    with open(osp.join(prepared, 'annotations', 'instances_eval.json')) as f:
+        classes = [c['name'] for c in json.load(f)['categories']]
+    ckpt = str(tmp_path / 'shuffled.pth')
+    torch.save(dict(state_dict=_demo_model(6).state_dict(),
+                    meta=dict(dataset_meta=dict(classes=classes[2:] + classes[:2]))), ckpt)
+    work = tmp_path / 'work'
+    res = _run('tools/test.py', DEMO, ckpt, '--work-dir', str(work), '--cfg-options', *_data_options(prepared))
+    assert res.returncode == 2, res.stderr[-2000:]
+    (line,) = _error_lines(res.stderr)
+    assert (f'CheckpointMismatch: checkpoint {ckpt} was trained on other classes than the data set: label 0 is '
+            f'{classes[2]!r} in the checkpoint but {classes[0]!r} in the data') in line
+    assert not (work / 'ap_tables').exists()
+
+
 # ---- --cfg-options and data paths -------------------------------------------------------------------
 
 @pytest.mark.parametrize('key,closest', [('train_cfg.max_iter', 'train_cfg.max_iters'),
@@ -264,6 +279,9 @@ def test_missing_data_paths_are_named(prepared, tmp_path, demo_cfg):
     cfg.merge_from_dict({'test_evaluator.ann_file': f'{prepared}/annotations/instances_train.json'})
     with pytest.raises(ValueError, match=r'test_evaluator.ann_file: .*instances_train.json does not list the '
                                          r'images of test_dataloader\'s .*instances_eval.json'):
+        check_data_paths(cfg, ['test'])
+    cfg.merge_from_dict({'test_evaluator.ann_file': None})
+    with pytest.raises(ValueError, match=r'test_evaluator.ann_file: not set \(DifficultyCocoMetric needs'):
         check_data_paths(cfg, ['test'])
     cfg.merge_from_dict({'test_evaluator.ann_file': f'{prepared}/annotations/instances_eval.json'})
     check_data_paths(cfg, ['test'])

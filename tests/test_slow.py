@@ -109,3 +109,26 @@ def test_mim_train_finds_our_config_and_tools(prepared, tmp_path):
     work = str(tmp_path / 'mim')
     out = _run([mim, 'train', 'deepcis_mm', DEMO, '--work-dir', work, *_options(prepared, 2)])
     assert osp.isfile(osp.join(work, 'iter_2.pth')), out[-2000:]
+
+
+def test_load_from_another_class_count_reports_reinitialised_heads(prepared, tmp_path):
+    """Partial loading stays for training (COCO initialisation): one summary line, no per-tensor warnings."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from deepcis_mm.engine import apply_cpu_fallback
+    cfg = Config.fromfile(osp.join(ROOT, DEMO))
+    apply_cpu_fallback(cfg, force=True)
+    cfg.model.roi_head.num_classes = 60
+    init_default_scope('mmdet')
+    ckpt = str(tmp_path / 'sixty.pth')
+    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()), ckpt)
+    log = _run([sys.executable, 'tools/train.py', DEMO, '--work-dir', str(tmp_path / 'w'),
+                *_options(prepared, 1, [f'load_from={ckpt}'])])
+    lines = [ln for ln in log.splitlines() if 're-initialised' in ln]
+    assert len(lines) == 1 and lines[0].endswith(
+        f'load_from {ckpt}: re-initialised 4 module(s) (60 vs 6 classes): roi_head.bbox_head.0.fc_cls, '
+        'roi_head.bbox_head.1.fc_cls, roi_head.bbox_head.2.fc_cls, roi_head.mask_head.0.conv_logits')
+    assert 'size mismatch' not in log and 'missing keys' not in log
+    assert osp.isfile(tmp_path / 'w' / 'iter_1.pth')

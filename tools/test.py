@@ -10,8 +10,8 @@ import os.path as osp
 from mmengine.config import DictAction
 
 import deepcis_mm  # noqa: F401
-from deepcis_mm.engine import (build_runner, check_config_checkpoint, check_data_paths, load_config,
-                               one_line_errors)
+from deepcis_mm.engine import (CheckpointMismatch, build_runner, check_config_checkpoint, check_data_paths,
+                               load_config, one_line_errors)
 
 
 def parse_args():
@@ -51,7 +51,8 @@ def main():
         # what fits, warn, and evaluate random heads)
         check_config_checkpoint(cfg, args.checkpoint, args.config)
         runner = build_runner(cfg)
-    runner.test()
+    with one_line_errors('test', args.config, (CheckpointMismatch, )):  # classes in another order
+        runner.test()
 
 
 if __name__ == '__main__':

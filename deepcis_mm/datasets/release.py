@@ -444,7 +444,7 @@ def format_summary(summary: dict) -> str:
         lines += ['Images by bit depth: ' + ', '.join(
             f'{d}: {n}' + (f' (values up to {peaks[d]:g})' if d in peaks else '')
             for d, n in summary['bit_depths'].items()) +
-            ' (8-bit reaches the model unchanged; other depths are scaled to 0-255, see '
+            ' (8-bit reaches the model unchanged, other depths as their 8-bit rendering: see '
             'docs/training_and_data_checks.md)', '']
     for split, s in summary['splits'].items():
         lines.append(f'## {split}: {s["images"]} images, {s["instances"]} instances')

@@ -105,11 +105,19 @@ def _dataset_paths(ds, where: str) -> Iterator[Tuple[str, str, bool]]:
         yield f'{where}.data_prefix.img', img if osp.isabs(img) or not root else osp.join(root, img), True
 
 
+# metrics that cannot score without their own annotation file
+NEEDS_ANN_FILE = ('DifficultyCocoMetric', )
+
+
 def _evaluator_ann_files(evaluator, where: str) -> Iterator[Tuple[str, str]]:
     items = enumerate(evaluator) if isinstance(evaluator, (list, tuple)) else [(None, evaluator)]
     for i, ev in items:
+        key = (where if i is None else f'{where}.{i}') + '.ann_file'
         if isinstance(ev, dict) and ev.get('ann_file'):
-            yield (where if i is None else f'{where}.{i}') + '.ann_file', ev['ann_file']
+            yield key, ev['ann_file']
+        elif isinstance(ev, dict) and str(ev.get('type', '')).split('.')[-1] in NEEDS_ANN_FILE:
+            raise ValueError(f'{key}: not set ({ev["type"]} needs the annotation file of the images '
+                             f'it scores)')
 
 
 def _image_names(ann_file: str) -> Optional[set]:
@@ -167,7 +175,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optiona
 
 
 # registered on every runner the tools build (unless the config lists them already)
-RUNNER_HOOKS = ('PartialLoadReportHook', 'RNGStateHook')
+RUNNER_HOOKS = ('CheckpointFitHook', 'RNGStateHook')
 
 
 def build_runner(cfg: Config) -> Runner:
