@@ -133,20 +133,27 @@ def test_converter_reports_bit_depths(synthetic_release, tmp_path):
         img = cv2.imread(str(ev / n), cv2.IMREAD_GRAYSCALE)
         os.remove(ev / n)
         cv2.imwrite(str(ev / n.replace('.jpg', '.png')), img.astype(np.uint16) * 16)
-    for f in src.glob('instances_eval2019_*.json'):
+    tr = src / 'Images' / 'EVICAN_train2019'
+    rgb = sorted(n for n in os.listdir(tr) if not n.endswith('Background.jpg'))[0]
+    img = cv2.imread(str(tr / rgb), cv2.IMREAD_GRAYSCALE).astype(np.uint16) * 257
+    os.remove(tr / rgb)  # one train image as a 16-bit RGB TIFF (PIL would read it as 8-bit RGB)
+    cv2.imwrite(str(tr / rgb.replace('.jpg', '.tif')), np.dstack([img, img, img]))
+    for f in list(src.glob('instances_eval2019_*.json')) + list(src.glob('instances_train2019_*.json')):
         d = json.loads(f.read_text())
         for im in d['images']:
             if im['file_name'] in names:
                 im['file_name'] = im['file_name'].replace('.jpg', '.png')
+            if im['file_name'] == rgb:
+                im['file_name'] = rgb.replace('.jpg', '.tif')
         f.write_text(json.dumps(d))
     summary = convert_release(str(src), str(tmp_path / 'out'), verbose=False)
     n_all = sum(s['images'] for s in summary['splits'].values())
-    assert summary['bit_depths'] == {'16-bit gray': 2, '8-bit gray': n_all - 2}
+    assert summary['bit_depths'] == {'16-bit gray': 2, '16-bit RGB': 1, '8-bit gray': n_all - 3}
     assert summary['splits']['eval']['bit_depths']['16-bit gray'] == 2
     assert 255 * 16 >= summary['max_values']['16-bit gray'] > 255
     assert any('12- or 14-bit camera data' in w for w in summary['warnings'])
     md = (tmp_path / 'out' / 'summary.md').read_text()
-    assert f'16-bit gray: 2 (values up to' in md and f'8-bit gray: {n_all - 2}' in md
+    assert '16-bit gray: 2 (values up to' in md and f'8-bit gray: {n_all - 3}' in md
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------

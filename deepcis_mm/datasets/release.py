@@ -147,20 +147,26 @@ def _image_size(path: str, json_path: str, depths: Optional[Counter] = None,
                 peaks: Optional[dict] = None) -> Tuple[int, int]:
     """(width, height) of a fully decoded image; counts its bit depth in ``depths`` and, above
     8 bits, keeps the largest value per depth in ``peaks`` (the model sees value / 257 there)."""
+    import cv2
     try:
         with Image.open(path) as im:
             im.load()  # full decode: truncated/corrupt files fail here, not during training
-            size, mode = im.size, im.mode
+            size, mode, fmt = im.size, im.mode, im.format
             depth = _PIL_DEPTHS.get(mode)
             peak = None
-            if depth is None or not depth.startswith('8-bit'):
+            if depth is not None and depth.startswith('8-bit') and mode.startswith('RGB') and \
+                    fmt != 'JPEG':
+                # PIL reads 16-bit RGB PNG/TIFF as 8-bit 'RGB'; the pipeline (OpenCV) keeps 16 bits
+                img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+                if img is not None and img.dtype != np.uint8:
+                    depth, peak = _cv2_depth(img), float(img.max())
+            elif depth is None or not depth.startswith('8-bit'):
                 lo_hi = im.getextrema()
                 peak = float(lo_hi[1] if not isinstance(lo_hi[0], tuple) else max(e[1] for e in lo_hi))
                 if depth is None:  # 'I': 16-bit PNGs in some Pillow versions
                     depth = '16-bit gray' if peak <= 65535 else '32-bit gray'
     except Exception as e:  # PIL raises several types for bad files
-        # PIL cannot open some files the training pipeline reads (16-bit RGB or float TIFF): ask OpenCV
-        import cv2
+        # PIL cannot open some files the training pipeline reads (e.g. float RGB TIFF): ask OpenCV
         img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
         if img is None or img.size == 0:
             raise ReleaseError(f'{json_path}: image {path} is unreadable: {e}') from e

@@ -138,6 +138,8 @@ def check_data_paths(cfg, splits: List[str]) -> None:
             continue
         ds_ann = None
         for where, path, is_dir in _dataset_paths(loader.get('dataset'), f'{split}_dataloader.dataset'):
+            if '://' in str(path):  # a storage backend (backend_args): mmengine reads it
+                continue
             if not (osp.isdir(path) if is_dir else osp.isfile(path)):
                 kind = 'folder' if is_dir else 'file'
                 raise FileNotFoundError(f'{where}: {kind} {path} does not exist')
@@ -146,6 +148,8 @@ def check_data_paths(cfg, splits: List[str]) -> None:
         if split == 'train':
             continue
         for where, ann in _evaluator_ann_files(cfg.get(f'{split}_evaluator'), f'{split}_evaluator'):
+            if '://' in str(ann):
+                continue
             if not osp.isfile(ann):
                 raise FileNotFoundError(f'{where}: file {ann} does not exist')
             if ds_ann and osp.realpath(ann) != osp.realpath(ds_ann):
@@ -217,7 +221,10 @@ def resolve_resume(cfg: Config, resume: Optional[str], tool: str = 'train') -> N
     randomness = cfg.get('randomness') or {}
     if randomness.get('seed') is None:
         import torch
-        meta = torch.load(ckpt, map_location='cpu', weights_only=False, mmap=True).get('meta') or {}
+        try:  # mmap: only the meta is read, not the weights
+            meta = torch.load(ckpt, map_location='cpu', weights_only=False, mmap=True).get('meta') or {}
+        except Exception:  # noqa: BLE001  (legacy format: mmengine's resume reads the seed later)
+            meta = {}
         if meta.get('seed') is not None:
             cfg.randomness = dict(randomness, seed=meta['seed'])
 

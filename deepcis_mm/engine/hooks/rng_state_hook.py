@@ -5,7 +5,7 @@ from typing import Optional
 import numpy as np
 import torch
 from mmdet.registry import HOOKS
-from mmengine.dist import all_gather_object, get_rank, get_world_size
+from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
@@ -29,7 +29,7 @@ def set_rng_states(states: dict) -> None:
 
 @HOOKS.register_module()
 class RNGStateHook(Hook):
-    """Save the training processes' generator states with each checkpoint and restore them on resume.
+    """Save the training process's generator states with each checkpoint and restore them on resume.
 
     mmengine restores weights, optimizer, scheduler and iteration but re-seeds the generators, so the
     RPN/RoI samplers (``torch.randperm``) of a resumed run draw other proposals than the
@@ -38,6 +38,7 @@ class RNGStateHook(Hook):
     has replayed the data loader (data order and augmentation replay on their own: the sampler and
     the worker/pipeline generators are seeded from the run's seed). Validation is made neutral (the
     states are restored after it), so an evaluation between two iterations changes nothing either.
+    Single-process runs only: a multi-process (DDP) run resumes with re-seeded generators (logged).
     """
 
     priority = 'VERY_HIGH'
@@ -47,17 +48,21 @@ class RNGStateHook(Hook):
         self._before_val: Optional[dict] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        states = get_rng_states()
-        # every rank's states (only rank 0 writes the file)
-        checkpoint['rng_states'] = all_gather_object(states) if get_world_size() > 1 else [states]
+        # Runner.save_checkpoint runs on rank 0 only, so only its states can be stored here (a
+        # collective would hang); a multi-process run resumes with re-seeded generators (logged).
+        checkpoint['rng_states'] = [get_rng_states()]
+        checkpoint['rng_states_world_size'] = get_world_size()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if not runner._resume:
             return
         saved = checkpoint.get('rng_states')
+        if saved and checkpoint.get('rng_states_world_size', 1) != len(saved):
+            saved = None  # saved by a multi-process run: rank 0's states only
         if not saved:
-            print_log('resume: the checkpoint holds no generator states (saved before they were '
-                      'recorded): the run continues, but not bit-exactly', logger='current')
+            print_log('resume: the checkpoint holds no generator states for this run (saved before '
+                      'they were recorded, or by a multi-process run): the run continues, but not '
+                      'bit-exactly', logger='current')
         elif len(saved) != get_world_size():
             print_log(f'resume: the checkpoint holds generator states of {len(saved)} process(es), this '
                       f'run has {get_world_size()}: the run continues, but not bit-exactly',
