@@ -331,3 +331,24 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_save(str(tmp_path / 'a.txt'), boom)
     assert (tmp_path / 'a.txt').read_text() == 'old' and os.listdir(tmp_path) == ['a.txt']
+
+
+# ---- no warnings a user cannot act on ---------------------------------------------------------------
+
+def test_config_loading_imports_no_pkg_resources():
+    """mmengine 0.10.7 imports pkg_resources (3 deprecation warnings per command) when a config names a
+    mmdet:: base; deepcis_mm.compat routes it to importlib.metadata."""
+    code = ('import sys, deepcis_mm; from mmengine.config import Config; '
+            f'Config.fromfile({DEMO!r}); print("pkg_resources" in sys.modules)')
+    res = _run('-c', code)
+    assert res.returncode == 0 and res.stdout.strip() == 'False' and res.stderr == '', res.stderr
+
+
+def test_predictor_loads_classes_from_the_checkpoint_without_coco_fallback(tmp_path, recwarn):
+    from deepcis_mm.apis import Predictor
+    path = str(tmp_path / 'eight.pth')
+    names = ['HeLa cell', 'HeLa nucleus', 'MCF-7 cell', 'MCF-7 nucleus', 'A cell', 'A nucleus', 'B cell', 'B nucleus']
+    torch.save(dict(state_dict=_demo_model(8).state_dict(), meta=dict(dataset_meta=dict(classes=names))), path)
+    predictor = Predictor(osp.join(ROOT, DEMO), path)
+    assert predictor.classes == names and predictor.model.dataset_meta['classes'] == names
+    assert not [w for w in recwarn if 'COCO classes' in str(w.message)]
