@@ -1,12 +1,12 @@
 from .checkpoint_fit import (CheckpointMismatch, check_checkpoint_fits, check_config_checkpoint,
                              init_detector_strict, load_checkpoint_strict, partial_load_summary)
+from .config_checks import ConfigKeyError, check_data_paths, split_cfg_options
 from .cpu_fallback import apply_cpu_fallback
 from .hooks import (APTableHook, CheckpointFitHook, MilestoneCheckpointHook, RNGStateHook,
                     write_ap_tables)
-from .runner_utils import (build_runner, check_data_paths, load_config, one_line_errors, resolve_resume,
-                           split_cfg_options)
+from .runner_utils import build_runner, load_config, one_line_errors, resolve_resume
 
-__all__ = ['APTableHook', 'CheckpointFitHook', 'CheckpointMismatch', 'MilestoneCheckpointHook',
+__all__ = ['APTableHook', 'CheckpointFitHook', 'CheckpointMismatch', 'ConfigKeyError', 'MilestoneCheckpointHook',
            'RNGStateHook', 'apply_cpu_fallback', 'build_runner', 'check_checkpoint_fits',
            'check_config_checkpoint', 'check_data_paths', 'init_detector_strict', 'load_checkpoint_strict',
            'load_config', 'one_line_errors', 'partial_load_summary', 'resolve_resume', 'split_cfg_options',
