@@ -15,10 +15,8 @@ def predict(args) -> int:
     Exit 0: every image predicted and written; 2: an input error (nothing written); 3: --skip-bad
     skipped unreadable images (listed; the others written).
     """
-    from tqdm import tqdm
-
-    from .apis.exports import OutputFolder, PredictionWriter
-    from .apis.inference import InputError, Predictor, image_size, list_inputs, read_image
+    from .apis.exports import OutputFolder, PredictionWriter, predict_files
+    from .apis.inference import InputError, Predictor, list_inputs
     writer = None
     try:
         paths = list_inputs(args.input)
@@ -35,25 +33,7 @@ def predict(args) -> int:
                                   predictor.kinds, predictor.palette, gt)
         for path in paths:
             writer.gt_image(path)  # every input must be in --gt before anything runs
-        sizes = [image_size(p) for p in paths]
-        total = sum(len(predictor.tiles(*hw)) if hw else 1 for hw in sizes)
-        with tqdm(total=total, desc='deepcis predict', unit='tile', disable=args.quiet) as bar:
-            for path, hw in zip(paths, sizes):
-                bar.set_postfix_str(osp.basename(path), refresh=False)
-                try:
-                    img = read_image(path)
-                except InputError as e:
-                    if not args.skip_bad:
-                        raise
-                    writer.skip(path, str(e))
-                    bar.write(f'deepcis predict: skipped {e}', file=sys.stderr)
-                    bar.update(len(predictor.tiles(*hw)) if hw else 1)
-                    continue
-                expected = len(predictor.tiles(*hw)) if hw else 1
-                n_tiles = len(predictor.tiles(*img.shape[:2]))
-                bar.total += n_tiles - expected
-                writer.add(path, img, predictor.predict(img, progress=bar.update))
-        writer.finish()
+        predict_files(predictor, paths, writer, skip_bad=args.skip_bad, quiet=args.quiet)
     except InputError as e:
         if writer is not None:
             writer.abort()

@@ -330,3 +330,16 @@ def test_predict_all_or_nothing(random_checkpoint, tmp_path, capsys):
     assert _main(str(inp / 'a.png'), *base, '--out', str(mine), '--overwrite') == 2
     assert 'not an output folder of deepcis predict' in capsys.readouterr().err
     assert (mine / 'thesis.docx').read_text() == 'precious'
+
+
+def test_consensus_after_tiles_relabels_and_removes_duplicates():
+    pred = _fake_predictor(512, 128)
+    pred.cultures, pred.kinds = ['HeLa', 'HeLa', 'MCF-7', 'MCF-7'], ['cell', 'nucleus', 'cell', 'nucleus']
+    pred.nms_cfg = dict(type='nms', iou_threshold=0.5)
+    sq = np.ones((20, 20), bool)
+    inst = Instances((100, 100), np.array([[0, 0, 20, 20], [1, 0, 21, 20], [50, 50, 70, 70]], np.float32),
+                     np.array([0.9, 0.5, 0.8], np.float32), np.array([0, 2, 2]), np.array([[0, 0], [1, 0], [50, 50]]),
+                     [sq, sq, sq], np.zeros(3, bool))
+    out = pred._consensus(inst)
+    # votes: HeLa 0.9, MCF-7 1.3 -> every cell becomes an MCF-7 cell; the two boxes of one object are one
+    assert out.labels.tolist() == [2, 2] and out.scores.tolist() == pytest.approx([0.9, 0.8])
