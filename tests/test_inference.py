@@ -248,7 +248,7 @@ def test_predict_outputs_agree(random_checkpoint, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['in', 'out']  # no staging folder left behind
 
 
-def test_predict_coco_uses_gt_ids(random_checkpoint, tmp_path):
+def test_predict_coco_uses_gt_ids(random_checkpoint, tmp_path, capsys):
     _write_inputs(tmp_path / 'in')
     cats = [dict(id=100 + 7 * k, name=c) for k, c in enumerate(reversed(CLASSES))]  # other order and ids
     images = [dict(id=42, file_name='sub/c.jpg', width=150, height=200), dict(id=7, file_name='a.png', width=128, height=96),
@@ -263,6 +263,14 @@ def test_predict_coco_uses_gt_ids(random_checkpoint, tmp_path):
                  '--score-thr', '0.1', '--gt', str(gt), '--quiet') == 0
     _check_consistent(out, ['a.png', 'b.tif', 'c.jpg'], gt=gt)
     assert {r['image_id'] for r in json.load(open(out / 'coco_results.json'))} <= {7, 42, 1000}
+    # a ground truth without one of the checkpoint's classes, or without one of the images: refused
+    for bad_images, bad_cats, says in [(images, cats[1:], 'are not in the --gt file'),
+                                       (images[:2], cats, 'b.tif: file name not in the --gt file')]:
+        gt.write_text(json.dumps(dict(images=bad_images, categories=bad_cats, annotations=[])))
+        assert _main(str(tmp_path / 'in'), '--config', DEMO, '--checkpoint', random_checkpoint, '--out',
+                     str(tmp_path / 'out2'), '--gt', str(gt), '--quiet') == 2
+        assert says in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ['gt.json', 'in', 'out']  # nothing written, no staging left
 
 
 def test_predict_bad_inputs(random_checkpoint, tmp_path, capsys):

@@ -173,6 +173,14 @@ class PredictionWriter:
     def __init__(self, folder: OutputFolder, classes, cultures, kinds, palette, gt=None):
         self.folder, self.classes, self.cultures, self.kinds, self.palette = folder, classes, cultures, kinds, palette
         self.gt = gt
+        try:
+            self._start(gt)
+        except BaseException:
+            folder.abort()
+            raise
+
+    def _start(self, gt) -> None:
+        classes, folder = self.classes, self.folder
         if gt is None:
             self.cat_ids = list(range(1, len(classes) + 1))
             self.gt_images = None
