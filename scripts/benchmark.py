@@ -126,8 +126,8 @@ def main() -> None:
         rows = run_predict_bench(sorted(sizes), args.config, ckpt, args.work_dir,
                                  extra=['--score-thr', str(args.score_thr)], log=_log)
         args.update_readme = False
-        extra = (f'checkpoint {ckpt}, score threshold {args.score_thr:g}; one run per size, each in its own process; time = reading + tiles '
-                 f'through the model + every export written (model loading excluded); load average before '
+        extra = (f'checkpoint {ckpt}, score threshold {args.score_thr:g}; one run per size, each in its own '
+                 f'process; time = reading + tiles through the model + every export written (model loading excluded); load average before '
                  f'{load}, during each size in the JSON')
         _publish(args, 'predict', [('cpu', predict_table(rows))], dict(rows=rows, exponents=exponents(rows)),
                  extra)

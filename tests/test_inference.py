@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepcis_mm.apis import (InputError, Instances, Predictor, image_size, link_nuclei, measure, read_image,
-                             tight_crop, tile_origins)
+from deepcis_mm.apis import (InputError, Instances, Predictor, image_size, link_nuclei, mask_rle, measure,
+                             read_image, tight_crop, tile_origins)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
@@ -213,8 +213,10 @@ def _check_consistent(out, images, gt=None):
         stem = osp.splitext(name)[0]
         img_rows = [r for r in rows if r['image'] == name]
         assert [int(r['instance_id']) for r in img_rows] == list(range(1, len(img_rows) + 1))
-        labels = {k: cv2.imread(str(out / 'labels' / f'{stem}_{k}.png'), cv2.IMREAD_UNCHANGED) for k in ('cell', 'nucleus')}
-        feats = {f['properties']['instance_id']: f for f in json.load(open(out / 'geojson' / f'{stem}.geojson'))['features']}
+        labels = {k: cv2.imread(str(out / 'labels' / f'{stem}_{k}.png'), cv2.IMREAD_UNCHANGED)
+                  for k in ('cell', 'nucleus')}
+        features = json.load(open(out / 'geojson' / f'{stem}.geojson'))['features']
+        feats = {f['properties']['instance_id']: f for f in features}
         assert sorted(feats) == [int(r['instance_id']) for r in img_rows]
         assert (out / 'overlays' / f'{stem}.png').is_file()
         for r in img_rows:
@@ -251,7 +253,8 @@ def test_predict_outputs_agree(random_checkpoint, tmp_path):
 def test_predict_coco_uses_gt_ids(random_checkpoint, tmp_path, capsys):
     _write_inputs(tmp_path / 'in')
     cats = [dict(id=100 + 7 * k, name=c) for k, c in enumerate(reversed(CLASSES))]  # other order and ids
-    images = [dict(id=42, file_name='sub/c.jpg', width=150, height=200), dict(id=7, file_name='a.png', width=128, height=96),
+    images = [dict(id=42, file_name='sub/c.jpg', width=150, height=200),
+              dict(id=7, file_name='a.png', width=128, height=96),
               dict(id=1000, file_name='b.tif', width=80, height=80)]
     poly = [10, 10, 40, 10, 40, 40, 10, 40]
     gt = tmp_path / 'gt.json'
@@ -285,8 +288,10 @@ def test_predict_bad_inputs(random_checkpoint, tmp_path, capsys):
     base = ['--config', DEMO, '--checkpoint', random_checkpoint, '--quiet']
     empty = tmp_path / 'empty'
     empty.mkdir()
-    assert err(str(empty), *base, '--out', str(tmp_path / 'o1')) == (2, f'deepcis predict: error: {empty}: no images (.jpg, .jpeg, .png, .tif, .tiff, .bmp) found')
-    for opt, value, says in [('--tile-size', '0', 'must be at least 32'), ('--tile-overlap', '512', 'below --tile-size'),
+    assert err(str(empty), *base, '--out', str(tmp_path / 'o1')) == \
+        (2, f'deepcis predict: error: {empty}: no images (.jpg, .jpeg, .png, .tif, .tiff, .bmp) found')
+    for opt, value, says in [('--tile-size', '0', 'must be at least 32'),
+                             ('--tile-overlap', '512', 'below --tile-size'),
                              ('--tile-overlap', '-1', 'must be >= 0'), ('--batch-size', '0', 'at least 1'),
                              ('--scale', '0', 'positive'), ('--device', 'gpu', "expected 'cpu'")] + \
             ([('--device', 'cuda', 'no CUDA GPU')] if not torch.cuda.is_available() else []):
@@ -351,3 +356,44 @@ def test_consensus_after_tiles_relabels_and_removes_duplicates():
     out = pred._consensus(inst)
     # votes: HeLa 0.9, MCF-7 1.3 -> every cell becomes an MCF-7 cell; the two boxes of one object are one
     assert out.labels.tolist() == [2, 2] and out.scores.tolist() == pytest.approx([0.9, 0.8])
+
+
+@pytest.fixture(scope='module')
+def demo_checkpoint(tmp_path_factory):
+    """The trained demo model: `make demo`'s checkpoint if there is one, else trained here (~10 min)."""
+    last = osp.join(ROOT, 'work_dirs', 'demo', 'last_checkpoint')
+    if osp.isfile(last) and osp.isfile(open(last).read().strip()):
+        return open(last).read().strip()
+    from deepcis_mm.datasets import convert_release, make_synthetic_evican
+    root = tmp_path_factory.mktemp('demo')
+    make_synthetic_evican(str(root / 'release'), n_train=48, n_val=8, n_eval_per_level=2, seed=0)
+    convert_release(str(root / 'release'), str(root / 'prepared'), verbose=False)
+    prepared, work = str(root / 'prepared'), str(root / 'work')
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, 'tools/train.py', DEMO, '--work-dir', work, '--cfg-options',
+                    f'train_dataloader.dataset.data_root={prepared}/', f'val_dataloader.dataset.data_root={prepared}/',
+                    f'test_dataloader.dataset.data_root={prepared}/',
+                    f'val_evaluator.ann_file={prepared}/annotations/instances_eval.json',
+                    f'test_evaluator.ann_file={prepared}/annotations/instances_eval.json'],
+                   cwd=ROOT, check=True, capture_output=True, timeout=3600)
+    return open(osp.join(work, 'last_checkpoint')).read().strip()
+
+
+@pytest.mark.slow
+def test_trained_model_tiled_and_untiled_agree(demo_checkpoint):
+    """A dense 768 px field predicted whole and in 384 px tiles: the same objects at IoU >= 0.9."""
+    from deepcis_mm.benchmarks.predict import make_field
+    gray, _ = make_field(768)
+    img = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    whole = Predictor(osp.join(ROOT, DEMO), demo_checkpoint, tile_size=1024).predict(img)
+    tiled_pred = Predictor(osp.join(ROOT, DEMO), demo_checkpoint, tile_size=384, tile_overlap=128, batch_size=2)
+    assert len(tiled_pred.tiles(768, 768)) == 9
+    tiled = tiled_pred.predict(img)
+    assert len(whole) > 100  # a dense field: the trained model finds most of its objects
+    from pycocotools import mask as mask_utils
+    rles = [[mask_rle(r.masks[i], *r.origins[i], (768, 768)) for i in range(len(r))] for r in (whole, tiled)]
+    iou = mask_utils.iou(rles[0], rles[1], [0] * len(tiled))
+    same_kind = np.array([[tiled_pred.kinds[a] == tiled_pred.kinds[b] for b in tiled.labels] for a in whole.labels])
+    hits = int(((iou >= 0.9) & same_kind).any(1).sum())
+    assert hits >= 0.9 * len(whole) and abs(len(tiled) - len(whole)) <= 0.1 * len(whole)
