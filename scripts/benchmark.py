@@ -100,6 +100,8 @@ def main() -> None:
     r.add_argument('--score-thr', type=float, default=0.3,
                    help='as deepcis predict (random weights score ~0.1 for every class: use 0.05 for dense output)')
     r.add_argument('--work-dir', default='work_dirs/benchmark/predict', help='fields and outputs go here')
+    r.add_argument('--ap-max', type=int, default=2048,
+                   help='class-agnostic AP50 against the drawn objects for fields up to this side (0: none)')
     for q in (s, a, r):
         q.add_argument('--out', default='work_dirs/benchmark', help='where the table and JSON go')
         if q is not r:
@@ -124,7 +126,7 @@ def main() -> None:
                              '--checkpoint random)')
         load = ' '.join(f'{v:.1f}' for v in os.getloadavg())
         rows = run_predict_bench(sorted(sizes), args.config, ckpt, args.work_dir,
-                                 extra=['--score-thr', str(args.score_thr)], log=_log)
+                                 extra=['--score-thr', str(args.score_thr)], log=_log, ap_max=args.ap_max)
         args.update_readme = False
         extra = (f'checkpoint {ckpt}, score threshold {args.score_thr:g}; one run per size, each in its own '
                  f'process; time = reading + tiles through the model + every export written (model loading excluded); load average before '

@@ -269,3 +269,22 @@ def test_predict_benchmark_exponents_table_and_one_small_field(tmp_path):
                      peak_rss_gib=2 * row['peak_rss_gib']))
     table = pb.predict_table(rows)
     assert '| 256² |' in table and 'time 1.00 (1.00), peak RSS 0.50 (0.50)' in table
+
+
+def test_field_ap50_of_known_detections(tmp_path):
+    import json as _json
+
+    from pycocotools import mask as mask_utils
+
+    from deepcis_mm.benchmarks import predict as pb
+    img, n, objects = pb.make_field(512, with_objects=True)
+    assert len(objects) == n and {lab for _, lab in objects} <= set(range(8))
+    rles = [mask_utils.merge(mask_utils.frPyObjects([poly.ravel().tolist()], 512, 512)) for poly, _ in objects]
+    for r in rles:
+        r['counts'] = r['counts'].decode()
+    path = str(tmp_path / 'res.json')
+    # every object found once (labels ignored: class-agnostic) -> 100; half of them -> 50 at best
+    _json.dump([dict(image_id=1, category_id=7, segmentation=r, score=0.9) for r in rles], open(path, 'w'))
+    assert pb.class_agnostic_ap50(objects, 512, path) == pytest.approx(100.0)
+    _json.dump([dict(image_id=1, category_id=1, segmentation=r, score=0.9) for r in rles[::2]], open(path, 'w'))
+    assert pb.class_agnostic_ap50(objects, 512, path) == pytest.approx(100 * len(rles[::2]) / len(rles), abs=1.5)

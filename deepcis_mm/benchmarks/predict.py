@@ -24,10 +24,13 @@ DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
 FIELD = 256
 
 
-def make_field(size: int, n_cultures: int = 4, seed: int = 0) -> Tuple[np.ndarray, int]:
-    """(uint8 gray S x S mosaic of dense synthetic fields, number of cell + nucleus objects in it)."""
+def make_field(size: int, n_cultures: int = 4, seed: int = 0, with_objects: bool = False):
+    """(uint8 gray S x S mosaic of dense synthetic fields, number of cell + nucleus objects in it);
+    ``with_objects``: also the objects as (polygon in field coordinates, label) with labels
+    2 * culture + (0 cell, 1 nucleus), as in the demo's class order."""
     from ..datasets.synthetic import culture_morphology, render_image
     img = np.zeros((size, size), np.uint8)
+    objects_out = []
     n_objects = 0
     k = 0
     for y in range(0, size, FIELD):
@@ -37,8 +40,47 @@ def make_field(size: int, n_cultures: int = 4, seed: int = 0) -> Tuple[np.ndarra
             tile, objects = render_image(rng, h, w, culture_morphology(k % n_cultures), level=2)
             img[y:y + h, x:x + w] = tile
             n_objects += sum(1 + (nuc is not None) for _, nuc, _ in objects)
+            if with_objects:
+                for cell, nuc, _ in objects:
+                    objects_out.append((cell + (x, y), 2 * (k % n_cultures)))
+                    if nuc is not None:
+                        objects_out.append((nuc + (x, y), 2 * (k % n_cultures) + 1))
             k += 1
-    return img, n_objects
+    return (img, n_objects, objects_out) if with_objects else (img, n_objects)
+
+
+def class_agnostic_ap50(objects, size: int, results_file: str) -> float:
+    """Class-agnostic mask AP50 (%) of a predict run's ``coco_results.json`` on one field against
+    the objects drawn in it (pycocotools, up to 100,000 detections)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    anns = [dict(id=i + 1, image_id=1, category_id=1, iscrowd=0, segmentation=[poly.ravel().tolist()],
+                 area=float(_polygon_area(poly)), bbox=[*poly.min(0).tolist(), *(poly.max(0) - poly.min(0)).tolist()])
+            for i, (poly, _) in enumerate(objects)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = dict(images=[dict(id=1, width=size, height=size, file_name='field.png')],
+                          categories=[dict(id=1, name='object')], annotations=anns)
+        gt.createIndex()
+        with open(results_file) as f:
+            dets = [dict(d, category_id=1) for d in json.load(f)]
+        if not dets:
+            return 0.0
+        E = COCOeval(gt, gt.loadRes(dets), 'segm')
+        E.params.useCats = 0
+        E.params.maxDets = [100, 1000, 100000]
+        E.evaluate()
+        E.accumulate()
+    prec = E.eval['precision'][0, :, 0, 0, -1]
+    return 100 * float(prec[prec > -1].mean())
+
+
+def _polygon_area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
 
 
 def random_checkpoint(path: str, config: str = DEMO, n_cultures: int = 4) -> str:
@@ -83,15 +125,16 @@ def _run_worker(image: str, config: str, checkpoint: str, out: str, extra: Seque
 
 
 def run_predict_bench(sizes: Sequence[int], config: str, checkpoint: str, work_dir: str,
-                      extra: Sequence[str] = (), log=print) -> List[Dict]:
+                      extra: Sequence[str] = (), log=print, ap_max: int = 0) -> List[Dict]:
     """One row per field size: pixels, tiles, time (total, model, reading + writing), MP/s, peak RSS,
-    instances written and objects drawn."""
+    instances written and objects drawn; class-agnostic AP50 for fields up to ``ap_max`` px."""
     import cv2
     os.makedirs(work_dir, exist_ok=True)
     rows = []
     for size in sizes:
         t0 = time.time()
-        img, n_objects = make_field(size)
+        img, n_objects, objects = make_field(size, with_objects=True) if size <= ap_max \
+            else (*make_field(size), None)
         image = osp.join(work_dir, f'field_{size}.png')
         cv2.imwrite(image, img, [cv2.IMWRITE_PNG_COMPRESSION, 1])
         del img
@@ -101,9 +144,12 @@ def run_predict_bench(sizes: Sequence[int], config: str, checkpoint: str, work_d
         row = dict(size=size, megapixels=mp, objects=n_objects, tiles=res['tiles'], instances=res['instances'],
                    total_s=res['total_s'], predict_s=res['predict_s'], read_write_s=res['read_s'] + res['write_s'],
                    mp_per_s=mp / res['total_s'], peak_rss_gib=res['peak_rss_kib'] / 2 ** 20,
-                   load_avg=res['load_avg'])
+                   load_avg=res['load_avg'], ap50=None)
+        if objects is not None:
+            row['ap50'] = class_agnostic_ap50(objects, size, osp.join(work_dir, f'out_{size}', 'coco_results.json'))
         log(f'[{size}] {row["total_s"]:.1f} s ({row["mp_per_s"]:.3f} MP/s), peak RSS {row["peak_rss_gib"]:.2f} GiB, '
-            f'{row["instances"]} instances of {n_objects} objects, {row["tiles"]} tiles, load {row["load_avg"]}')
+            f'{row["instances"]} instances of {n_objects} objects, {row["tiles"]} tiles, load {row["load_avg"]}'
+            + ('' if row['ap50'] is None else f', class-agnostic AP50 {row["ap50"]:.1f} %'))
         rows.append(row)
         os.remove(image)
     return rows
@@ -119,13 +165,17 @@ def exponents(rows: List[Dict]) -> Dict[str, Optional[float]]:
 
 def predict_table(rows: List[Dict]) -> str:
     """Markdown table of :func:`run_predict_bench` rows, with the growth exponents under it."""
-    lines = ['| field (px) | MP | tiles | objects drawn | instances written | time (s) | of it model (s) '
-             '| MP/s | peak RSS (GiB) |', '|' + '---|' * 9]
+    lines = ['| field (px) | MP | tiles | objects drawn | instances written | AP50 (%) | time (s) | of it model (s) '
+             '| MP/s | peak RSS (GiB) |', '|' + '---|' * 10]
     for r in rows:
+        ap = 'n/a' if r.get('ap50') is None else f'{r["ap50"]:.1f}'
         lines.append(f'| {r["size"]}² | {r["megapixels"]:.1f} | {r["tiles"]} | {r["objects"]} | {r["instances"]} '
-                     f'| {r["total_s"]:.1f} | {r["predict_s"]:.1f} | {r["mp_per_s"]:.3f} | {r["peak_rss_gib"]:.2f} |')
+                     f'| {ap} | {r["total_s"]:.1f} | {r["predict_s"]:.1f} | {r["mp_per_s"]:.3f} '
+                     f'| {r["peak_rss_gib"]:.2f} |')
     e = exponents(rows)
     fmt = (lambda v: 'n/a' if v is None else f'{v:.2f}')
+    lines.append('')
+    lines.append('AP50: class-agnostic mask AP at IoU 0.5 against the objects drawn in the field.')
     lines.append('')
     lines.append(f'Growth exponents over pixels (log-log fit over all sizes; between the two largest): '
                  f'time {fmt(e["time"])} ({fmt(e["time_last"])}), peak RSS {fmt(e["rss"])} ({fmt(e["rss_last"])}).')
