@@ -6,7 +6,9 @@ import argparse
 import contextlib
 import io
 import os.path as osp
+import signal
 import sys
+import threading
 
 
 def predict(args) -> int:
@@ -18,6 +20,9 @@ def predict(args) -> int:
     from .apis.exports import OutputFolder, PredictionWriter, predict_files
     from .apis.inference import InputError, Predictor, list_inputs
     writer = None
+    # `kill` (SIGTERM) ends the run like Ctrl-C: the staging folder is removed, --out stays as it was
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) \
+        if threading.current_thread() is threading.main_thread() else None
     try:
         paths = list_inputs(args.input)
         predictor = Predictor(args.config, args.checkpoint, args.device, args.score_thr, args.consensus,
@@ -43,6 +48,9 @@ def predict(args) -> int:
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     done = len(paths) - len(writer.skipped)
     print(f'deepcis predict: {writer.n_instances} instances in {done} image(s) -> {args.out} '
           f'(overlays/, labels/, geojson/, instances.csv, coco_results.json, coco_instances.json)')

@@ -265,10 +265,11 @@ def test_predict_benchmark_exponents_table_and_one_small_field(tmp_path):
     assert row['size'] == 256 and row['tiles'] == 1 and row['instances'] > 0
     assert 0 < row['predict_s'] <= row['total_s'] and 0.1 < row['peak_rss_gib'] < 8
     assert osp.isfile(str(tmp_path / 'work' / 'out_256' / 'instances.csv'))  # the outputs were committed
+    assert 0 < row['cpu_s']
     rows.append(dict(row, size=512, megapixels=4 * row['megapixels'], total_s=4 * row['total_s'],
-                     peak_rss_gib=2 * row['peak_rss_gib']))
+                     cpu_s=8 * row['cpu_s'], peak_rss_gib=2 * row['peak_rss_gib']))
     table = pb.predict_table(rows)
-    assert '| 256² |' in table and 'time 1.00 (1.00), peak RSS 0.50 (0.50)' in table
+    assert '| 256² |' in table and 'time 1.00 (1.00), CPU time 1.50 (1.50), peak RSS 0.50 (0.50)' in table
 
 
 def test_field_ap50_of_known_detections(tmp_path):

@@ -397,3 +397,30 @@ def test_trained_model_tiled_and_untiled_agree(demo_checkpoint):
     same_kind = np.array([[tiled_pred.kinds[a] == tiled_pred.kinds[b] for b in tiled.labels] for a in whole.labels])
     hits = int(((iou >= 0.9) & same_kind).any(1).sum())
     assert hits >= 0.9 * len(whole) and abs(len(tiled) - len(whole)) <= 0.1 * len(whole)
+
+
+def test_killed_run_leaves_the_earlier_output_untouched(random_checkpoint, tmp_path):
+    import subprocess
+    import sys
+    import time
+    inp = tmp_path / 'in'
+    inp.mkdir()
+    cv2.imwrite(str(inp / 'big.png'), np.random.default_rng(0).integers(0, 255, (1600, 1600), dtype=np.uint8))
+    out = tmp_path / 'out'
+    base = [sys.executable, 'scripts/predict.py', str(inp), '--config', DEMO, '--checkpoint', random_checkpoint,
+            '--out', str(out), '--quiet']
+    (out / 'overlays').mkdir(parents=True)
+    (out / '.deepcis-predict').write_text('')
+    (out / 'instances.csv').write_text('earlier run\n')
+    proc = subprocess.Popen(base + ['--overwrite', '--tile-size', '128', '--tile-overlap', '32'], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not [n for n in os.listdir(tmp_path) if '.partial-' in n] and time.time() < deadline \
+            and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(1.0)  # predicting now (169 tiles)
+    proc.terminate()
+    proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert sorted(os.listdir(tmp_path)) == ['in', 'out']  # staging folder removed
+    assert (out / 'instances.csv').read_text() == 'earlier run\n'

@@ -142,12 +142,14 @@ def run_predict_bench(sizes: Sequence[int], config: str, checkpoint: str, work_d
         res = _run_worker(image, config, checkpoint, osp.join(work_dir, f'out_{size}'), extra)
         mp = size * size / 1e6
         row = dict(size=size, megapixels=mp, objects=n_objects, tiles=res['tiles'], instances=res['instances'],
-                   total_s=res['total_s'], predict_s=res['predict_s'], read_write_s=res['read_s'] + res['write_s'],
+                   total_s=res['total_s'], cpu_s=res['cpu_s'], predict_s=res['predict_s'],
+                   read_write_s=res['read_s'] + res['write_s'],
                    mp_per_s=mp / res['total_s'], peak_rss_gib=res['peak_rss_kib'] / 2 ** 20,
                    load_avg=res['load_avg'], ap50=None)
         if objects is not None:
             row['ap50'] = class_agnostic_ap50(objects, size, osp.join(work_dir, f'out_{size}', 'coco_results.json'))
-        log(f'[{size}] {row["total_s"]:.1f} s ({row["mp_per_s"]:.3f} MP/s), peak RSS {row["peak_rss_gib"]:.2f} GiB, '
+        log(f'[{size}] {row["total_s"]:.1f} s, CPU {row["cpu_s"]:.1f} s ({row["mp_per_s"]:.3f} MP/s), '
+            f'peak RSS {row["peak_rss_gib"]:.2f} GiB, '
             f'{row["instances"]} instances of {n_objects} objects, {row["tiles"]} tiles, load {row["load_avg"]}'
             + ('' if row['ap50'] is None else f', class-agnostic AP50 {row["ap50"]:.1f} %'))
         rows.append(row)
@@ -158,27 +160,32 @@ def run_predict_bench(sizes: Sequence[int], config: str, checkpoint: str, work_d
 def exponents(rows: List[Dict]) -> Dict[str, Optional[float]]:
     px = [r['megapixels'] for r in rows]
     return dict(time=growth_exponent(px, [r['total_s'] for r in rows]),
+                cpu=growth_exponent(px, [r['cpu_s'] for r in rows]),
                 rss=growth_exponent(px, [r['peak_rss_gib'] for r in rows]),
                 time_last=growth_exponent(px[-2:], [r['total_s'] for r in rows[-2:]]),
+                cpu_last=growth_exponent(px[-2:], [r['cpu_s'] for r in rows[-2:]]),
                 rss_last=growth_exponent(px[-2:], [r['peak_rss_gib'] for r in rows[-2:]]))
 
 
 def predict_table(rows: List[Dict]) -> str:
     """Markdown table of :func:`run_predict_bench` rows, with the growth exponents under it."""
     lines = ['| field (px) | MP | tiles | objects drawn | instances written | AP50 (%) | time (s) | of it model (s) '
-             '| MP/s | peak RSS (GiB) |', '|' + '---|' * 10]
+             '| CPU time (s) | MP/s | peak RSS (GiB) |', '|' + '---|' * 11]
     for r in rows:
         ap = 'n/a' if r.get('ap50') is None else f'{r["ap50"]:.1f}'
         lines.append(f'| {r["size"]}² | {r["megapixels"]:.1f} | {r["tiles"]} | {r["objects"]} | {r["instances"]} '
-                     f'| {ap} | {r["total_s"]:.1f} | {r["predict_s"]:.1f} | {r["mp_per_s"]:.3f} '
+                     f'| {ap} | {r["total_s"]:.1f} | {r["predict_s"]:.1f} | {r["cpu_s"]:.1f} | {r["mp_per_s"]:.3f} '
                      f'| {r["peak_rss_gib"]:.2f} |')
     e = exponents(rows)
     fmt = (lambda v: 'n/a' if v is None else f'{v:.2f}')
     lines.append('')
-    lines.append('AP50: class-agnostic mask AP at IoU 0.5 against the objects drawn in the field.')
+    lines.append('AP50: class-agnostic mask AP at IoU 0.5 against the objects drawn in the field. Time: wall clock; '
+                 'CPU time: user + system seconds of the process over the same span (less sensitive to other '
+                 'load on the machine).')
     lines.append('')
     lines.append(f'Growth exponents over pixels (log-log fit over all sizes; between the two largest): '
-                 f'time {fmt(e["time"])} ({fmt(e["time_last"])}), peak RSS {fmt(e["rss"])} ({fmt(e["rss_last"])}).')
+                 f'time {fmt(e["time"])} ({fmt(e["time_last"])}), CPU time {fmt(e["cpu"])} ({fmt(e["cpu_last"])}), '
+                 f'peak RSS {fmt(e["rss"])} ({fmt(e["rss_last"])}).')
     return '\n'.join(lines)
 
 
@@ -206,10 +213,11 @@ def main(argv=None) -> None:
     writer = PredictionWriter(OutputFolder(a.out, overwrite=True), predictor.classes, predictor.cultures,
                               predictor.kinds, predictor.palette)
     timings: Dict[str, float] = {}
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     predict_files(predictor, [a.image], writer, quiet=True, timings=timings)
-    total = time.perf_counter() - t0
-    res = dict(total_s=total, predict_s=timings['predict'], read_s=timings['read'], write_s=timings['write'],
+    total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    res = dict(total_s=total, cpu_s=cpu, predict_s=timings['predict'], read_s=timings['read'],
+               write_s=timings['write'],
                tiles=len(predictor.tiles(*image_size(a.image))), instances=writer.n_instances,
                peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                load_avg=' '.join(f'{v:.1f}' for v in os.getloadavg()))
