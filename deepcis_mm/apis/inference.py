@@ -70,7 +70,7 @@ def check_complete(path: str) -> None:
             raise InputError(f'{path}: truncated or corrupt image (JPEG ends without its end marker)')
     elif ext == '.png':
         with open(path, 'rb') as f:
-            f.seek(max(osp.getsize(path) - 64, 0))
+            f.seek(max(osp.getsize(path) - 4096, 0))  # IEND is last; some writers pad after it
             tail = f.read()
         if b'IEND' not in tail:
             raise InputError(f'{path}: truncated or corrupt image (PNG ends without its IEND chunk)')
