@@ -3,6 +3,7 @@
 
     python scripts/benchmark.py speed    [--device auto|cpu|cuda|cpu,cuda] [--size 512] [--repeats 3] [--models a,b,c,d]
     python scripts/benchmark.py accuracy [--models d,cpu-mask,cpu-cascade]
+    python scripts/benchmark.py predict  [--checkpoint CKPT|random] [--sizes 1024,2048,4096,8192]
 
 speed: per-iteration training time (forward, loss, backward, SGD step on 2 images), per-image
 inference time and peak memory at a fixed input size, median of repeated runs after warm-up, for
@@ -15,8 +16,12 @@ accuracy: the CPU demo model and the CPU-scale stock baselines trained with the 
 same synthetic EVICAN (the `make demo` data), evaluated per difficulty level with and without
 image-level culture consensus.
 
-Each writes work_dirs/benchmark/{speed,accuracy}.{md,json}; --update-readme puts the table in
-README.md between its benchmark markers.
+predict: `deepcis predict` (read, tiles through the model, every export written) on dense synthetic
+fields of growing size with the demo model (default: the `make demo` checkpoint; `random`: the demo
+config with random weights): time, megapixels/s, peak resident memory per size, growth exponents.
+
+Each writes work_dirs/benchmark/{speed,accuracy,predict}.{md,json}; --update-readme puts the speed or
+accuracy table in README.md between its benchmark markers.
 """
 import argparse
 import datetime
@@ -29,6 +34,8 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 os.chdir(osp.dirname(osp.dirname(osp.abspath(__file__))))  # configs and tools/ are repo-relative
 
 from deepcis_mm.benchmarks.accuracy import ACCURACY_MODELS, COLUMNS, run_accuracy  # noqa: E402
+from deepcis_mm.benchmarks.predict import DEMO, SIZES, exponents, predict_table, random_checkpoint, \
+    run_predict_bench  # noqa: E402
 from deepcis_mm.benchmarks.speed import COMPONENTS, SPEED_MODELS, run_speed, speed_devices  # noqa: E402
 from deepcis_mm.benchmarks.tables import (accuracy_table, breakdown_table, machine_info,  # noqa: E402
                                           speed_table, update_readme)
@@ -84,10 +91,49 @@ def main() -> None:
     a.add_argument('--models', default=','.join(m[0] for m in ACCURACY_MODELS),
                    help='subset of: ' + '; '.join(f'{k} = {label}' for k, label, _ in ACCURACY_MODELS))
     a.add_argument('--work-dir', default='work_dirs/benchmark/accuracy', help='trainings go here')
-    for q in (s, a):
+    r = sub.add_parser('predict', help='deepcis predict on dense synthetic fields of growing size')
+    r.add_argument('--checkpoint', default='work_dirs/demo/last_checkpoint',
+                   help='demo-config checkpoint, a last_checkpoint file naming one (default: `make demo`\'s), '
+                        'or "random" for random weights')
+    r.add_argument('--config', default=DEMO)
+    r.add_argument('--sizes', default=','.join(str(s) for s in SIZES), help='field sides in px')
+    r.add_argument('--score-thr', type=float, default=0.3,
+                   help='as deepcis predict (random weights score ~0.1 for every class: use 0.05 for dense output)')
+    r.add_argument('--work-dir', default='work_dirs/benchmark/predict', help='fields and outputs go here')
+    r.add_argument('--ap-max', type=int, default=2048,
+                   help='class-agnostic AP50 against the drawn objects for fields up to this side (0: none)')
+    for q in (s, a, r):
         q.add_argument('--out', default='work_dirs/benchmark', help='where the table and JSON go')
-        q.add_argument('--update-readme', action='store_true', help='write the table into README.md')
+        if q is not r:
+            q.add_argument('--update-readme', action='store_true', help='write the table into README.md')
     args = p.parse_args()
+
+    if args.command == 'predict':
+        try:
+            sizes = [int(v) for v in args.sizes.split(',') if v.strip()]
+        except ValueError:
+            sizes = []
+        if not sizes or min(sizes) < 256:
+            raise SystemExit(f'benchmark.py: error: --sizes {args.sizes}: give sides >= 256 px, e.g. 1024,2048')
+        ckpt = args.checkpoint
+        if ckpt == 'random':
+            os.makedirs(args.work_dir, exist_ok=True)
+            ckpt = random_checkpoint(osp.join(args.work_dir, 'random_demo.pth'), args.config)
+        elif osp.basename(ckpt) == 'last_checkpoint' and osp.isfile(ckpt):
+            ckpt = open(ckpt).read().strip()
+        if not osp.isfile(ckpt):
+            raise SystemExit(f'benchmark.py: error: {ckpt}: checkpoint not found (run `make demo` or pass '
+                             '--checkpoint random)')
+        load = ' '.join(f'{v:.1f}' for v in os.getloadavg())
+        rows = run_predict_bench(sorted(sizes), args.config, ckpt, args.work_dir,
+                                 extra=['--score-thr', str(args.score_thr)], log=_log, ap_max=args.ap_max)
+        args.update_readme = False
+        extra = (f'checkpoint {ckpt}, score threshold {args.score_thr:g}; one run per size, each in its own '
+                 f'process; time = reading + tiles through the model + every export written (model loading excluded); load average before '
+                 f'{load}, during each size in the JSON')
+        _publish(args, 'predict', [('cpu', predict_table(rows))], dict(rows=rows, exponents=exponents(rows)),
+                 extra)
+        return
 
     if args.command == 'speed':
         if args.batch < 2 or min(args.repeats, args.infer_repeats, args.dets) < 1 or args.warmup < 0 \

@@ -249,3 +249,43 @@ def test_flop_count_of_a_deformable_conv_by_hand():
     with speed_mod.FlopCount(m, backward=True) as fc:
         m(x).sum().backward()
     assert fc.total == 3 * (offset_conv + dcn)  # backward: gradients of input and weights
+
+
+def test_predict_benchmark_exponents_table_and_one_small_field(tmp_path):
+    from deepcis_mm.benchmarks import predict as pb
+    assert pb.growth_exponent([1, 4, 16, 64], [3, 12, 48, 192]) == pytest.approx(1.0)
+    assert pb.growth_exponent([1, 4], [1, 8]) == pytest.approx(1.5)
+    assert pb.growth_exponent([1], [1]) is None
+    img, n = pb.make_field(300)
+    assert img.shape == (300, 300) and img.dtype.name == 'uint8' and n > 20  # dense: several fields' worth
+    ckpt = pb.random_checkpoint(str(tmp_path / 'random.pth'), osp.join(ROOT, pb.DEMO))
+    rows = pb.run_predict_bench([256], osp.join(ROOT, pb.DEMO), ckpt, str(tmp_path / 'work'),
+                                extra=['--score-thr', '0.05'], log=lambda *_: None)
+    row = rows[0]
+    assert row['size'] == 256 and row['tiles'] == 1 and row['instances'] > 0
+    assert 0 < row['predict_s'] <= row['total_s'] and 0.1 < row['peak_rss_gib'] < 8
+    assert osp.isfile(str(tmp_path / 'work' / 'out_256' / 'instances.csv'))  # the outputs were committed
+    assert 0 < row['cpu_s']
+    rows.append(dict(row, size=512, megapixels=4 * row['megapixels'], total_s=4 * row['total_s'],
+                     cpu_s=8 * row['cpu_s'], peak_rss_gib=2 * row['peak_rss_gib']))
+    table = pb.predict_table(rows)
+    assert '| 256² |' in table and 'time 1.00 (1.00), CPU time 1.50 (1.50), peak RSS 0.50 (0.50)' in table
+
+
+def test_field_ap50_of_known_detections(tmp_path):
+    import json as _json
+
+    from pycocotools import mask as mask_utils
+
+    from deepcis_mm.benchmarks import predict as pb
+    img, n, objects = pb.make_field(512, with_objects=True)
+    assert len(objects) == n and {lab for _, lab in objects} <= set(range(8))
+    rles = [mask_utils.merge(mask_utils.frPyObjects([poly.ravel().tolist()], 512, 512)) for poly, _ in objects]
+    for r in rles:
+        r['counts'] = r['counts'].decode()
+    path = str(tmp_path / 'res.json')
+    # every object found once (labels ignored: class-agnostic) -> 100; half of them -> 50 at best
+    _json.dump([dict(image_id=1, category_id=7, segmentation=r, score=0.9) for r in rles], open(path, 'w'))
+    assert pb.class_agnostic_ap50(objects, 512, path) == pytest.approx(100.0)
+    _json.dump([dict(image_id=1, category_id=1, segmentation=r, score=0.9) for r in rles[::2]], open(path, 'w'))
+    assert pb.class_agnostic_ap50(objects, 512, path) == pytest.approx(100 * len(rles[::2]) / len(rles), abs=1.5)

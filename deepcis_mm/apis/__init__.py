@@ -1,5 +1,10 @@
-from .inference import InputError, Predictor, list_inputs, read_image, tile_origins
-from .morphology import link_nuclei, mask_polygon, measure
+from .exports import CSV_FIELDS, OutputFolder, PredictionWriter, geojson, instance_rows, overlay
+from .inference import InputError, Predictor, image_size, list_inputs, read_image, tile_origins
+from .instances import Instances, label_image, mask_rle, resolve_overlaps, tight_crop
+from .morphology import link_nuclei, measure, parent_label
+from .outline import mask_geometry
 
-__all__ = ['Predictor', 'InputError', 'list_inputs', 'read_image', 'tile_origins', 'measure', 'link_nuclei',
-           'mask_polygon']
+__all__ = ['Predictor', 'InputError', 'list_inputs', 'read_image', 'image_size', 'tile_origins', 'Instances',
+           'resolve_overlaps', 'tight_crop', 'label_image', 'mask_rle', 'mask_geometry', 'measure',
+           'link_nuclei', 'parent_label', 'instance_rows', 'geojson', 'overlay', 'OutputFolder',
+           'PredictionWriter', 'CSV_FIELDS']

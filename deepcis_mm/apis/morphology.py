@@ -6,13 +6,10 @@ import cv2
 import numpy as np
 
 
-def _largest_contour(mask: np.ndarray):
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    return max(contours, key=cv2.contourArea) if contours else None
-
-
-def measure(mask: np.ndarray) -> dict:
+def measure(mask: np.ndarray, origin=(0, 0)) -> dict:
     """Area, perimeter, equivalent diameter, eccentricity, solidity and centroid of a binary mask (px).
+
+    ``origin``: (x0, y0) of the mask's top-left pixel in the image, for a mask cropped to its box.
 
     area: pixel count; perimeter: length of the outer contour through pixel centres (all parts);
     eccentricity: of the ellipse with the same second moments (0 circle, -> 1 line);
@@ -24,14 +21,14 @@ def measure(mask: np.ndarray) -> dict:
         return dict(area=0, perimeter=0.0, equivalent_diameter=0.0, eccentricity=0.0, solidity=0.0,
                     centroid_x=float('nan'), centroid_y=float('nan'))
     ys, xs = np.nonzero(mask)
-    cx, cy = float(xs.mean()), float(ys.mean())
+    cx, cy = float(xs.mean()) + origin[0], float(ys.mean()) + origin[1]
     cov = np.cov(np.stack([xs, ys]).astype(np.float64), bias=True) if area > 1 else np.zeros((2, 2))
     l1, l2 = sorted(np.linalg.eigvalsh(cov), reverse=True)
     ecc = math.sqrt(max(0.0, 1.0 - l2 / l1)) if l1 > 0 else 0.0
-    m8 = mask.astype(np.uint8)
+    m8 = np.pad(mask, 1).astype(np.uint8)  # a zero border: objects touching the crop edge trace alike
     contours, _ = cv2.findContours(m8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     perimeter = float(sum(cv2.arcLength(c, True) for c in contours))
-    pts = np.stack([xs, ys], 1).astype(np.int32)
+    pts = np.stack([xs + 1, ys + 1], 1).astype(np.int32)
     hull = cv2.convexHull(pts)
     hull_mask = np.zeros_like(m8)
     cv2.fillPoly(hull_mask, [hull], 1)
@@ -54,10 +51,18 @@ def link_nuclei(nucleus_masks: List[np.ndarray], cell_masks: List[np.ndarray]) -
     return parents
 
 
-def mask_polygon(mask: np.ndarray) -> Optional[List[List[float]]]:
-    """Outer ring of the largest part of a mask as [[x, y], ...] (closed), or None if empty."""
-    c = _largest_contour(mask)
-    if c is None or len(c) < 3:
+def parent_label(mask: np.ndarray, origin, labels: np.ndarray) -> Optional[int]:
+    """Label (of a label image of disjoint objects) covering more than half of a cropped mask, else None.
+
+    Same rule as :func:`link_nuclei`, in time proportional to the mask's own box.
+    """
+    x0, y0 = origin
+    h, w = mask.shape
+    under = labels[y0:y0 + h, x0:x0 + w][mask]
+    if not under.size:
         return None
-    ring = [[float(x), float(y)] for x, y in c[:, 0, :]]
-    return ring + [ring[0]]
+    ids, counts = np.unique(under[under > 0], return_counts=True)
+    if not len(ids):
+        return None
+    best = int(np.argmax(counts))
+    return int(ids[best]) if 2 * int(counts[best]) > under.size else None
