@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from deepcis_mm.evaluation.compare_runs import CompareError, collect_runs, compare_runs
+from deepcis_mm.evaluation.compare_runs import CompareError, collect_runs, compare_runs, comparison_rows
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 LEVELS = ('1', '2', '3', 'all')
@@ -147,3 +147,42 @@ def test_deepcis_compare_cli(runs, tmp_path):
     assert main(['compare', a, b, '--out', str(tmp_path / 'cli')]) == 0
     assert sorted(os.listdir(tmp_path / 'cli')) == ['compare.csv', 'compare.md', 'compare.png']
     assert main(['compare', str(tmp_path / 'missing')]) == 2
+
+
+def test_ap_table_hook_records_what_compare_needs(tmp_path):
+    """Tables written by APTableHook (val during training, test of a loaded checkpoint) carry the config
+    name and the iteration, and compare reads them back."""
+    from types import SimpleNamespace
+
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+    from test_metric_category_ids import _random_case, run_metric
+
+    from deepcis_mm.engine.hooks import APTableHook
+    gt, preds, _ = _random_case(tmp_path, 5, 96)
+    flat, tables = run_metric(gt, preds, 96)
+    metric = SimpleNamespace(last_tables=tables, ann_file=gt)
+    cfg_file = tmp_path / 'my_config.py'
+    cfg_file.write_text('x = 1\n')
+    cfg = Config.fromfile(str(cfg_file))
+    wd = tmp_path / 'run'
+    runner = SimpleNamespace(work_dir=str(wd), iter=300, epoch=0, cfg=cfg, timestamp='20260101_000000',
+                             logger=MMLogger.get_current_instance(),
+                             val_loop=SimpleNamespace(evaluator=SimpleNamespace(metrics=[metric])),
+                             test_loop=SimpleNamespace(evaluator=SimpleNamespace(metrics=[metric])))
+    hook = APTableHook()
+    hook.after_val_epoch(runner, flat)
+    val = json.load(open(wd / 'ap_tables' / 'iter_300' / 'metrics.json'))['run']
+    assert (val['mode'], val['iteration'], val['config_name'], val['ann_file']) == ('val', 300, 'my_config', gt)
+    # a test run: iteration 0 in the runner, the trained iteration in the loaded checkpoint
+    cfg.load_from = str(tmp_path / 'iter_450.pth')
+    runner.iter = 0
+    hook.after_load_checkpoint(runner, dict(meta=dict(iter=450, epoch=0), state_dict={}))
+    hook.after_test_epoch(runner, flat)
+    (r,) = collect_runs([str(wd)])
+    assert r.folder.endswith('test_iter_450_20260101_000000') and r.iteration == 450
+    assert r.run['checkpoint'].endswith('iter_450.pth') and r.config_name == 'my_config'
+    header, rows, _ = comparison_rows([r])
+    row = dict(zip(header, rows[0]))
+    assert row['segm mAP all'] == pytest.approx(tables['segm']['levels']['all']['mAP'])
+    assert row['culture acc.'] == pytest.approx(tables['culture']['levels']['all']['accuracy'])
