@@ -219,7 +219,7 @@ def test_table_and_csv_state_the_detection_limit(tmp_path):
     _, tables = run_metric(gt, preds, size, proposal_nums=(100, 1000, 3000))
     assert tables['bbox']['max_dets'] == 3000 and tables['bbox']['stock_max_dets'] == 100
     text = summary_markdown(tables)
-    assert 'AP at up to 3000 detections per image' in text and 'Det. mAP@100' in text
+    assert 'up to 3000 detections per image' in text and 'Det. mAP@100' in text
     rows = per_class_rows(tables)
     assert rows[0][-2:] == ['category_id', 'max_dets'] and {r[-1] for r in rows[1:]} == {3000}
     assert {r[-2] for r in rows[1:]} == {c['id'] for c in CATS}

@@ -50,14 +50,14 @@ def csv_text(rows: List[List]) -> str:
 
 
 def max_dets_note(tables: dict) -> str:
-    """'AP at up to N detections per image' for the IoU types in ``tables``."""
+    """'up to N detections per image' (the AP's maxDets) for the IoU types in ``tables``."""
     limits = sorted({tables[iou].get('max_dets') for iou, _ in IOU_NAMES if tables.get(iou)} - {None})
-    return 'AP at up to ' + '/'.join(map(str, limits)) + ' detections per image' if limits else 'AP'
+    return 'up to ' + '/'.join(map(str, limits)) + ' detections per image' if limits else 'maxDets unknown'
 
 
 def summary_markdown(tables: dict) -> str:
     """Table I plus class-agnostic AP, per-kind means and culture accuracy per level."""
-    parts = [f'## Table I (COCO AP, %; {max_dets_note(tables)})\n', markdown(table1_rows(tables))]
+    parts = [f'## Table I (COCO AP in %, {max_dets_note(tables)})\n', markdown(table1_rows(tables))]
     stock = [(iou, name, tables[iou]['stock_max_dets']) for iou, name in IOU_NAMES
              if tables.get(iou) and tables[iou].get('stock_max_dets')]
     if stock:
@@ -65,7 +65,8 @@ def summary_markdown(tables: dict) -> str:
         rows = [['Difficulty'] + [f'{name} mAP@{n}' for _, name, n in stock]]
         rows += [[title] + [fmt(tables[iou]['levels'][lvl].get(key(n))) for iou, _, n in stock]
                  for lvl, title in LEVEL_ROWS]
-        parts += ['\n## The same AP at the stock COCO limit (100 detections per image, as most papers)\n',
+        parts += ['\n## mAP at the stock COCO limit: 100 detections per image (pycocotools summarize(), '
+                  'most papers)\n',
                   markdown(rows)]
     extra = [['Difficulty'] + [f'agnostic {name} mAP' for iou, name in IOU_NAMES
                                if tables.get(iou) and 'agnostic' in tables[iou]]]
