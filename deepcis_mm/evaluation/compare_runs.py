@@ -17,7 +17,7 @@ import io
 import json
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..utils import atomic_save, atomic_write_text
 
@@ -159,7 +159,7 @@ def _level_mean(table: dict, level: str, classes: Optional[set]) -> Optional[flo
     return sum(vals) / len(vals) if vals else None
 
 
-def comparison_rows(runs: Sequence[Run]) -> (List[str], List[List], str):
+def comparison_rows(runs: Sequence[Run]) -> Tuple[List[str], List[List], str]:
     """(header, rows of raw values, note): one row per run."""
     classes = shared_classes(runs)
     same = all(sorted(r.classes) == sorted(runs[0].classes) for r in runs)
@@ -194,7 +194,7 @@ def _mode(folder: str) -> str:
     return 'test' if osp.basename(folder).startswith('test_') else 'val'
 
 
-def per_class_rows(runs: Sequence[Run], iou: str = 'segm', level: str = 'all') -> (List[str], List[List]):
+def per_class_rows(runs: Sequence[Run], iou: str = 'segm', level: str = 'all') -> Tuple[List[str], List[List]]:
     """One row per class (union of all runs, first seen order), one AP column per run; n/a where a run
     lacks the class or the class has no ground truth."""
     names = []
