@@ -254,8 +254,10 @@ def plot_comparison(header: List[str], rows: List[List], path: str, title: str =
             if v is None:
                 ax.text(xi, 1, 'n/a', ha='center', va='bottom', fontsize=6, rotation=90, color='gray')
     ax.set_xticks(x)
-    ax.set_xticklabels([header[i].replace(' mAP ', '\n') for i in cols], fontsize=8)
-    ax.set(ylabel='%', ylim=(0, 100), title=title)
+    ax.set_xticklabels([header[i].replace(' mAP ', '\n').replace(' agnostic mAP', '\nagnostic')
+                        .replace('culture acc.', 'culture\nacc.') for i in cols], fontsize=8)
+    top = max([100 * row[i] for row in rows for i in cols if row[i] is not None] or [0])
+    ax.set(ylabel='%', ylim=(0, min(100, max(5, 1.15 * top))), title=title)
     ax.legend(fontsize=7, ncol=min(n_runs, 4))
     fig.tight_layout()
     atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=90, format='png'))
