@@ -87,8 +87,12 @@ def test_compare_two_runs(runs, tmp_path):
 
 def test_glob_and_ap_tables_and_table_folder_inputs(runs, tmp_path):
     a, b = runs
+    (tmp_path / 'compare').mkdir()  # e.g. the comparison's own output beside the runs: not a run
+    (tmp_path / 'notes.txt').write_text('')
     by_glob = collect_runs([str(tmp_path / '*')])
     assert sorted(r.label for r in by_glob) == ['all-levels', 'paper']
+    with pytest.raises(CompareError, match='the pattern matches no evaluated run'):
+        collect_runs([str(tmp_path / 'comp*')])
     (r,) = collect_runs([osp.join(a, 'ap_tables')], select='val')
     assert r.folder.endswith('iter_450') and r.iteration == 450
     (r,) = collect_runs([osp.join(a, 'ap_tables', 'test_iter_450_20260101_120000')])

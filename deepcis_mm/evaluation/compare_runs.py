@@ -110,20 +110,29 @@ def collect_runs(inputs: Sequence[str], select: str = 'auto') -> List[Run]:
     """Load one :class:`Run` per input (globs expanded, in sorted order); labels are unique."""
     if select not in ('auto', 'test', 'val'):
         raise CompareError(f'select must be auto, test or val, got {select!r}')
-    paths = []
+    folders = []
     for item in inputs:
         if glob.has_magic(item):
             matches = sorted(glob.glob(item))
             if not matches:
                 raise CompareError(f'{item}: the pattern matches nothing')
-            paths += matches
+            # a pattern may also match what is not a run (e.g. the comparison's own output folder)
+            found = []
+            for m in matches:
+                try:
+                    found.append(resolve_input(m, select))
+                except CompareError:
+                    continue
+            if not found:
+                raise CompareError(f'{item}: the pattern matches no evaluated run (no ap_tables/*/metrics.json)')
+            folders += found
         else:
-            paths.append(item)
-    if not paths:
+            folders.append(resolve_input(item, select))
+    if not folders:
         raise CompareError('no runs given')
     runs, seen = [], set()
-    for p in paths:
-        folder = osp.normpath(resolve_input(p, select))
+    for folder in folders:
+        folder = osp.normpath(folder)
         if folder in seen:
             continue
         seen.add(folder)
