@@ -11,7 +11,9 @@ data_root = 'data/evican60/'
 max_iters = 3500
 model = dict(
     backbone=dict(init_cfg=dict(checkpoint='checkpoints/cspnext-s_imagenet_600e.pth')),
-    bbox_head=dict(num_classes=60))
+    bbox_head=dict(num_classes=60),
+    # dense images: keep more detections than COCO's 100 (as the CondInst baseline)
+    test_cfg=dict(nms_pre=3000, max_per_img=1000))
 
 evican = dict(type='EvicanDataset', data_root=data_root, subset='all')
 train_dataloader = dict(
