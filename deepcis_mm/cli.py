@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument('--gt', help='ground-truth COCO file: COCO exports use its image and category ids '
                                  '(matched by file and class name); per-image AP50 in the overlay caption')
     pr.add_argument('--quiet', action='store_true', help='no progress bar')
+    from .evaluation.compare_runs import add_compare_arguments
+    add_compare_arguments(sub.add_parser(
+        'compare', help='put evaluated runs side by side (markdown, CSV, bar plot)',
+        description='Compare runs from their ap_tables (see docs/evaluation_and_comparison.md).'))
     return p
 
 
@@ -100,6 +104,9 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == 'predict':
         return predict(args)
+    if args.command == 'compare':
+        from .evaluation.compare_runs import compare_main
+        return compare_main(args)
     return 1
 
 

@@ -22,6 +22,8 @@ ACCURACY_MODELS = (
     ('cpu-mask', 'Mask R-CNN R18-c16-FPN', 'configs/baselines/mask-rcnn_r18-c16_fpn_demo_synthetic-evican.py'),
     ('cpu-cascade', 'Cascade Mask R-CNN R18-c16-FPN',
      'configs/baselines/cascade-mask-rcnn_r18-c16_fpn_demo_synthetic-evican.py'),
+    ('cpu-rtmdet-ins', 'RTMDet-Ins-tiny (CSPNeXt-t, PAFPN)',
+     'configs/baselines/rtmdet-ins_cspnext-t_pafpn_demo_synthetic-evican.py'),
 )
 DATA_SRC = 'data/synthetic_evican'
 DATA_ROOT = 'data/synthetic_evican_prepared'
@@ -102,7 +104,14 @@ def evaluate(config: str, checkpoint: str, work_dir: str,
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress prints
         return score_with_consensus(predictions(),
                                     lambda: runner.build_evaluator(copy.deepcopy(cfg.test_evaluator)),
-                                    loader.dataset.metainfo, model.roi_head.test_cfg.nms, len(loader.dataset))
+                                    loader.dataset.metainfo, consensus_nms_cfg(model), len(loader.dataset))
+
+
+def consensus_nms_cfg(model) -> dict:
+    """The NMS settings of the head that makes the final detections (two-stage: the RoI head; one-stage
+    such as RTMDet-Ins: the dense head), reused after consensus relabelling."""
+    head = getattr(model, 'roi_head', None) or model.bbox_head
+    return head.test_cfg.nms
 
 
 def run_accuracy(models: Sequence[tuple] = ACCURACY_MODELS, work_dir: str = 'work_dirs/benchmark/accuracy',

@@ -15,6 +15,8 @@ from .fast_cocoeval import FastCOCOeval
 LEVEL_KEYS = ('all', 1, 2, 3)
 LEVEL_NAMES = {'all': 'all', 1: 'easy', 2: 'medium', 3: 'difficult'}
 STAT_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
+# pycocotools' default maxDets[-1]: the limit behind most published COCO AP numbers
+STOCK_MAX_DETS = 100
 
 
 def _mean(values) -> Optional[float]:
@@ -45,9 +47,14 @@ def coco_stats(precision: np.ndarray, params) -> Dict[str, Optional[float]]:
     return out
 
 
-def accumulate_subset(E: COCOeval, img_ids: Sequence[int]) -> np.ndarray:
-    """Accumulate an evaluated ``COCOeval`` over a subset of its images at the summary detection limit;
-    return the precision array ``[T, R, K, A, 1]``.
+def accumulate_subset(E: COCOeval, img_ids: Sequence[int], max_det: Optional[int] = None) -> np.ndarray:
+    """Accumulate an evaluated ``COCOeval`` over a subset of its images at one detection limit
+    (default: the summary limit, :func:`summary_max_dets`); return the precision array ``[T, R, K, A, 1]``.
+
+    Axis K follows ``E._paramsEval.catIds``, which pycocotools sorts ascending (use
+    :func:`category_index`). ``max_det`` below the evaluated limit gives exactly what a fresh COCOeval
+    with that limit computes: greedy matching ranks detections by score, so the top ``max_det`` match
+    the same ground truths either way.
 
     pycocotools' ``accumulate(p)`` indexes its stored per-image results by positions in ``p.imgIds``,
     so it cannot select a subset itself; here the per-image results of the subset are picked out in the
@@ -61,7 +68,7 @@ def accumulate_subset(E: COCOeval, img_ids: Sequence[int]) -> np.ndarray:
     n_cat = len(pe.catIds) if pe.useCats else 1
     sub = copy.copy(pe)
     sub.imgIds = [pe.imgIds[i] for i in sel]
-    sub.maxDets = [summary_max_dets(pe)]
+    sub.maxDets = [summary_max_dets(pe) if max_det is None else max_det]
     saved = E.evalImgs, E._paramsEval, E.params
     try:
         E.evalImgs = [saved[0][k * n_area * n_img + a * n_img + i]
@@ -71,6 +78,15 @@ def accumulate_subset(E: COCOeval, img_ids: Sequence[int]) -> np.ndarray:
     finally:
         E.evalImgs, E._paramsEval, E.params = saved
     return E.eval['precision']
+
+
+def category_index(E: COCOeval) -> Dict[int, int]:
+    """Category id -> position on the K axis of ``E``'s precision/recall arrays.
+
+    ``COCOeval.evaluate`` replaces ``params.catIds`` by its sorted unique values, so position k is the
+    k-th smallest evaluated id, whatever order the annotation file or the caller listed them in.
+    """
+    return {int(c): k for k, c in enumerate(E._paramsEval.catIds)}
 
 
 @METRICS.register_module()
@@ -96,8 +112,21 @@ class DifficultyCocoMetric(CocoMetric):
         super().__init__(*args, **kwargs)
         if self._coco_api is None:
             raise ValueError('DifficultyCocoMetric: ann_file is required (it holds the difficulty tags)')
+        self.ann_file = kwargs.get('ann_file', args[0] if args else None)
         self.class_agnostic = class_agnostic
         self.last_tables: Optional[dict] = None
+
+    def _label_cat_ids(self) -> List[int]:
+        """Category id of each label: the file's categories named in ``dataset_meta['classes']``, in
+        file order, as mmdet's CocoDataset assigns labels (``cat2label``)."""
+        classes = list(self.dataset_meta['classes'])
+        cat_ids = self._coco_api.get_cat_ids(cat_names=classes)
+        if len(cat_ids) != len(classes):
+            names = [self._coco_api.cats[c]['name'] for c in cat_ids]
+            missing = [c for c in classes if c not in names]
+            raise ValueError(f'{self.ann_file}: the classes {missing[:5] or classes} are missing or named twice '
+                             f'({len(cat_ids)} categories match {len(classes)} classes)')
+        return cat_ids
 
     # --- predictions -> COCO detections (in memory: no JSON round trip) ----------------------------
     def _detections(self, preds: List[dict], iou_type: str) -> List[dict]:
@@ -139,13 +168,23 @@ class DifficultyCocoMetric(CocoMetric):
         return levels
 
     def _class_info(self) -> List[dict]:
+        """One entry per evaluated class, in label order, each carrying its own category id.
+
+        Culture and kind come from the annotation file's category of that id; where the file has
+        none, from ``dataset_meta`` (``cultures``/``kinds`` are per label, and label k is category
+        ``self.cat_ids[k]``), else parsed from the name. Never from a position in another order.
+        """
+        meta = self.dataset_meta or {}
+        meta_cultures, meta_kinds = meta.get('cultures'), meta.get('kinds')
         info = []
-        for cid in self.cat_ids:
+        for label, cid in enumerate(self.cat_ids):
             cat = self._coco_api.cats[cid]
             culture, kind = cat.get('culture'), cat.get('kind')
+            if kind is None and meta_kinds is not None and len(meta_kinds) == len(self.cat_ids):
+                culture, kind = meta_cultures[label] if meta_cultures else None, meta_kinds[label]
             if kind is None:
                 culture, kind = parse_category(cat['name'], cat.get('supercategory')) or (None, None)
-            info.append(dict(id=cid, name=cat['name'], culture=culture, kind=kind))
+            info.append(dict(id=int(cid), name=cat['name'], culture=culture, kind=kind))
         return info
 
     def _gt_counts(self, img_ids: Sequence[int]) -> Dict[int, tuple]:
@@ -159,15 +198,26 @@ class DifficultyCocoMetric(CocoMetric):
         return {cid: (len(imgs[cid]), inst[cid]) for cid in self.cat_ids}
 
     def _iou_type_tables(self, E: COCOeval, levels, classes, counts) -> dict:
-        table = dict(levels=OrderedDict(), per_class=[], per_kind=OrderedDict())
+        max_dets = summary_max_dets(E._paramsEval)
+        table = dict(levels=OrderedDict(), per_class=[], per_kind=OrderedDict(), max_dets=max_dets)
+        # the stock summarize() of pycocotools' default parameters reads AP at 100 detections per image:
+        # reported beside ours where our limit differs, so that numbers compare with other papers
+        stock = STOCK_MAX_DETS if max_dets != STOCK_MAX_DETS and max(E._paramsEval.maxDets) >= STOCK_MAX_DETS \
+            else None
+        table['stock_max_dets'] = stock
         kinds = sorted({c['kind'] for c in classes if c['kind']})
+        k_of = category_index(E)  # precision's K axis is in sorted-id order, not label order
         for lvl in LEVEL_KEYS:
             prec = accumulate_subset(E, levels[lvl])
             stats = coco_stats(prec, E.params)
+            if stock:
+                stats[f'mAP_{stock}dets'] = coco_stats(accumulate_subset(E, levels[lvl], stock), E.params)['mAP']
             stats['n_images'] = len(levels[lvl])
             table['levels'][str(lvl)] = stats
-            for k, c in enumerate(classes):
-                row = dict(cls=c['name'], culture=c['culture'], kind=c['kind'], level=str(lvl))
+            for c in classes:
+                k = k_of[c['id']]
+                row = dict(cls=c['name'], category_id=c['id'], culture=c['culture'], kind=c['kind'],
+                           level=str(lvl))
                 row.update(coco_stats(prec[:, :, k:k + 1], E.params))
                 row['n_images'], row['n_instances'] = counts[lvl][c['id']]
                 table['per_class'].append(row)
@@ -216,7 +266,7 @@ class DifficultyCocoMetric(CocoMetric):
                 logger.info(f'results are saved in {self.outfile_prefix}')
                 return OrderedDict()
         if self.cat_ids is None:
-            self.cat_ids = self._coco_api.get_cat_ids(cat_names=self.dataset_meta['classes'])
+            self.cat_ids = self._label_cat_ids()
         if self.img_ids is None:
             self.img_ids = self._coco_api.get_img_ids()
         levels = self._level_images()
@@ -248,6 +298,10 @@ class DifficultyCocoMetric(CocoMetric):
                 for s in STAT_NAMES:
                     v = t['levels'][str(lvl)][s]
                     flat[f'{iou_type}_{tag}{s}'] = float('nan') if v is None else v
+                if t['stock_max_dets']:
+                    key = f"mAP_{t['stock_max_dets']}dets"
+                    v = t['levels'][str(lvl)][key]
+                    flat[f'{iou_type}_{tag}{key}'] = float('nan') if v is None else v
                 if self.class_agnostic:
                     v = t['agnostic'][str(lvl)]['mAP']
                     flat[f'{iou_type}_{tag}agnostic_mAP'] = float('nan') if v is None else v
