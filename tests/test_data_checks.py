@@ -352,3 +352,27 @@ def test_predictor_loads_classes_from_the_checkpoint_without_coco_fallback(tmp_p
     predictor = Predictor(osp.join(ROOT, DEMO), path)
     assert predictor.classes == names and predictor.model.dataset_meta['classes'] == names
     assert not [w for w in recwarn if 'COCO classes' in str(w.message)]
+
+
+def test_train_rejects_validation_data_with_the_classes_in_another_order(prepared, tmp_path):
+    """Each annotation file sets its own label order: validation scored in another order than training
+    would pair every class with another's ground truth, so training refuses to start."""
+    with open(osp.join(prepared, 'annotations', 'instances_eval.json')) as f:
+        coco = json.load(f)
+    classes = [c['name'] for c in coco['categories']]
+    coco['categories'] = coco['categories'][::-1]
+    val_ann = str(tmp_path / 'eval_reversed.json')
+    with open(val_ann, 'w') as f:
+        json.dump(coco, f)
+    work = tmp_path / 'work'
+    res = _run('tools/train.py', DEMO, '--work-dir', str(work), '--cfg-options',
+               f'train_dataloader.dataset.data_root={prepared}/', f'val_dataloader.dataset.data_root={prepared}/',
+               f'val_dataloader.dataset.ann_file={val_ann}', f'val_evaluator.ann_file={val_ann}',
+               'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
+               'train_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+               'model.roi_head.num_classes=6', 'train_cfg.max_iters=2')
+    assert res.returncode == 2, res.stderr[-2000:]
+    (line,) = _error_lines(res.stderr)
+    assert (f'labels of training and validation data differ: label 0 is {classes[0]!r} in the training data '
+            f'but {classes[-1]!r} in the validation data (same {len(classes)} classes in another order?)') in line
+    assert not list(work.glob('*.pth'))  # stopped before the first iteration

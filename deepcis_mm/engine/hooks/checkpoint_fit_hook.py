@@ -1,5 +1,6 @@
 """Checkpoint against model and data when the runner loads it: a summary for ``load_from`` in
-training, strict for resume, the class list for testing."""
+training, strict for resume, the class list for testing; and the same class list for training and
+validation data."""
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -13,6 +14,17 @@ def _classes_of(loop) -> tuple:
     return tuple((getattr(ds, 'metainfo', None) or {}).get('classes') or ())
 
 
+def _difference(a: tuple, b: tuple, name_a: str, name_b: str) -> str:
+    """The first difference of two class lists in words ('' if equal or either is unknown)."""
+    if not a or not b or a == b:
+        return ''
+    if len(a) == len(b):
+        i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+        order = f' (same {len(a)} classes in another order?)' if sorted(a) == sorted(b) else ''
+        return f'label {i} is {a[i]!r} in {name_a} but {b[i]!r} in {name_b}{order}'
+    return f'{len(a)} classes in {name_a}, {len(b)} in {name_b}'
+
+
 @HOOKS.register_module()
 class CheckpointFitHook(Hook):
     """What mmengine's ``strict=False`` loading lets through, per use:
@@ -23,7 +35,9 @@ class CheckpointFitHook(Hook):
     - a resumed checkpoint (the run's own) must fit exactly;
     - testing: the weights were checked before the runner was built (tools/test.py); here the
       checkpoint's class names (``meta.dataset_meta.classes``) must equal the test data's, in order:
-      the same class count in another order would score every class against another's ground truth.
+      the same class count in another order would score every class against another's ground truth;
+    - training: the validation data must list the training data's classes in the same order (each
+      annotation file sets its own label order), for the same reason.
     """
 
     priority = 'VERY_HIGH'
@@ -41,17 +55,20 @@ class CheckpointFitHook(Hook):
             if line:
                 print_log(line, logger='current')
 
+    def before_train(self, runner) -> None:
+        train = _classes_of(runner.train_loop)
+        val = _classes_of(runner.val_loop) if isinstance(runner._val_loop, BaseLoop) else ()
+        what = _difference(train, val, 'the training data', 'the validation data')
+        if what:
+            raise CheckpointMismatch(f'labels of training and validation data differ: {what}; list the '
+                                     f'categories of both annotation files in the same order')
+
     @staticmethod
     def _check_classes(runner, checkpoint: dict, source: str) -> None:
         saved = tuple(((checkpoint.get('meta') or {}).get('dataset_meta') or {}).get('classes') or ())
         for loop in (runner._test_loop, runner._val_loop):
             data = _classes_of(loop) if isinstance(loop, BaseLoop) else ()
-            if saved and data and saved != data:
-                if len(saved) == len(data):
-                    i = next(i for i, (a, b) in enumerate(zip(saved, data)) if a != b)
-                    what = (f'label {i} is {saved[i]!r} in the checkpoint but {data[i]!r} in the data '
-                            f'(same {len(data)} classes in another order?)')
-                else:
-                    what = f'{len(saved)} classes in the checkpoint, {len(data)} in the data'
+            what = _difference(saved, data, 'the checkpoint', 'the data')
+            if what:
                 raise CheckpointMismatch(f'checkpoint {source} was trained on other classes than the '
                                          f'data set: {what}')
