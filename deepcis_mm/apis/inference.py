@@ -149,6 +149,31 @@ def model_input_side(cfg: Config) -> int:
     return 1024
 
 
+def scale_detection_budget(cfg: Config, input_side: float) -> float:
+    """Raise the per-image proposal and detection caps (``nms_pre``, ``max_per_img`` of the test_cfg and
+    its ``rpn``/``rcnn`` parts) in proportion to the model-input area of one tile over the area they
+    were set for (the short side of the config's test ``Resize`` squared), so that a dense tile or a
+    whole large image is not cut at the count a small training image needed. Returns the factor (>= 1)."""
+    from mmdet.utils import get_test_pipeline_cfg
+    ref = None
+    try:
+        for step in get_test_pipeline_cfg(cfg):
+            if str(step.get('type', '')).split('.')[-1] in _RESIZES and step.get('scale') is not None:
+                sc = step['scale']
+                ref = min(sc) if isinstance(sc, (tuple, list)) else int(sc)
+                break
+    except Exception:
+        pass
+    factor = max(1.0, (input_side / ref) ** 2) if ref else 1.0
+    test_cfg = cfg.model.get('test_cfg') or {}
+    for part in (test_cfg, test_cfg.get('rpn'), test_cfg.get('rcnn')):
+        if isinstance(part, dict):
+            for key in ('nms_pre', 'max_per_img'):
+                if isinstance(part.get(key), int) and part[key] > 0:
+                    part[key] = int(math.ceil(part[key] * factor))
+    return factor
+
+
 def _cropped_predict_by_feat_single(self, mask_preds, bboxes, labels, img_meta, rcnn_test_cfg,
                                     rescale=False, activate_map=False):
     """FCNMaskHead's mask pasting, one instance at a time into its own box (mmdet's CPU path pastes
@@ -234,6 +259,9 @@ class Predictor:
             # detections under our threshold would only be pasted and dropped (NMS keeps the same
             # higher-scoring boxes either way)
             rcnn_test['score_thr'] = max(float(rcnn_test.get('score_thr', 0.0)), score_thr)
+        # the caps were set for the training images' size: a tile (or a whole image up to a tile) that
+        # holds more objects gets proportionally more, so whole and tiled predictions agree
+        self.budget_factor = scale_detection_budget(cfg, tile_size * scale)
         model, ckpt = self._load_weights(cfg, checkpoint, config, device)
         meta = (ckpt.get('meta') or {}).get('dataset_meta') or {}
         classes = list(meta.get('classes') or [])
