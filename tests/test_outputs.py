@@ -107,3 +107,34 @@ def test_label_image_beyond_uint16_ids():
     inst = _inst((4, 4), [(0, 0, 1, 1)], [0.5], [0])
     lab = label_image(inst, KINDS, 'cell', ids=[70000])
     assert lab.dtype == np.uint32 and lab[0, 0] == 70000
+
+
+def test_image_ap50_is_right_and_silent(capsys):
+    """The overlay caption's AP50 of one image: a perfect and a missed detection, no pycocotools chatter."""
+    import contextlib
+    import io
+
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    from deepcis_mm.apis.exports import image_ap50
+    m = np.zeros((32, 32), np.uint8)
+    m[4:12, 4:12] = 1
+    rle = mask_utils.encode(np.asfortranarray(m))
+    rle['counts'] = rle['counts'].decode()
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = dict(images=[dict(id=7, file_name='a.png', width=32, height=32)],
+                          categories=[dict(id=3, name='HeLa cell')],
+                          annotations=[dict(id=1, image_id=7, category_id=3, segmentation=rle, area=64.0,
+                                            bbox=[4, 4, 8, 8], iscrowd=0)])
+        gt.createIndex()
+    capsys.readouterr()
+    hit = dict(image_id=7, category_id=3, segmentation=rle, score=0.9)
+    far = np.zeros((32, 32), np.uint8)
+    far[20:28, 20:28] = 1
+    miss_rle = mask_utils.encode(np.asfortranarray(far))
+    miss_rle['counts'] = miss_rle['counts'].decode()
+    assert image_ap50(gt, 7, [hit]) == pytest.approx(1.0)
+    assert image_ap50(gt, 7, [dict(hit, segmentation=miss_rle)]) == pytest.approx(0.0)
+    assert capsys.readouterr().out == ''

@@ -5,7 +5,9 @@ Instance ids are 1..N per image in score order (after the overlap rule). The sam
 GeoJSON feature, ``instance_id`` of each COCO result/annotation, and the number drawn on the overlay.
 All files go into a staging folder that becomes the output folder only when the run succeeds.
 """
+import contextlib
 import csv
+import io
 import json
 import os
 import os.path as osp
@@ -277,11 +279,13 @@ def image_ap50(gt, image_id: int, dets: Sequence[dict]) -> Optional[float]:
         return None
     if not dets:
         return 0.0
-    E = FastCOCOeval(gt, gt.loadRes([dict(d) for d in dets]), 'segm')
-    E.params.imgIds = [image_id]
-    E.params.maxDets = [100, 1000, 3000]
-    E.evaluate()
-    E.accumulate()
+    # pycocotools prints a dozen progress lines per call: one image's caption needs none of them
+    with contextlib.redirect_stdout(io.StringIO()):
+        E = FastCOCOeval(gt, gt.loadRes([dict(d) for d in dets]), 'segm')
+        E.params.imgIds = [image_id]
+        E.params.maxDets = [100, 1000, 3000]
+        E.evaluate()
+        E.accumulate()
     prec = E.eval['precision'][0, :, :, 0, -1]
     prec = prec[prec > -1]
     return float(prec.mean()) if prec.size else None
