@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -33,20 +32,8 @@ def write_gt(path, images, anns):
 
 def run_metric(ann_file, preds, **kwargs):
     """preds: {image_id: [(label, score, x, y, w, h)]} -> metric results (boxes and box-shaped masks)."""
-    metric = DifficultyCocoMetric(ann_file=ann_file, metric=['bbox', 'segm'], **kwargs)
-    metric.dataset_meta = dict(classes=CLASSES)
-    samples = []
-    for img_id, dets in preds.items():
-        masks = np.zeros((len(dets), SIZE, SIZE), bool)
-        for k, (_, _, x, y, w, h) in enumerate(dets):
-            masks[k, y:y + h, x:x + w] = True
-        samples.append(dict(img_id=img_id, ori_shape=(SIZE, SIZE), pred_instances=dict(
-            bboxes=torch.tensor([[x, y, x + w, y + h] for _, _, x, y, w, h in dets], dtype=torch.float32).view(-1, 4),
-            scores=torch.tensor([s for _, s, *_ in dets], dtype=torch.float32),
-            labels=torch.tensor([lab for lab, *_ in dets], dtype=torch.int64),
-            masks=torch.from_numpy(masks))))
-    metric.process({}, samples)
-    return metric.evaluate(len(samples)), metric.last_tables
+    from test_metric_category_ids import run_metric as run_metric_sized
+    return run_metric_sized(ann_file, preds, SIZE, CLASSES, **kwargs)
 
 
 def coco_ap_of_ranked_hits(hits, n_gt):
