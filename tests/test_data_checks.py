@@ -376,3 +376,24 @@ def test_train_rejects_validation_data_with_the_classes_in_another_order(prepare
     assert (f'labels of training and validation data differ: label 0 is {classes[0]!r} in the training data '
             f'but {classes[-1]!r} in the validation data (same {len(classes)} classes in another order?)') in line
     assert not list(work.glob('*.pth'))  # stopped before the first iteration
+
+
+def test_evican_dataset_applies_the_intensity_rule_to_any_pipeline(prepared, tmp_path):
+    """A config on an upstream pipeline (plain LoadImageFromFile, as the RTMDet/CondInst baselines)
+    still reads a 16-bit file holding 8-bit values as training does, not as black."""
+    from deepcis_mm.datasets import EvicanDataset
+    ds = EvicanDataset(data_root=prepared, ann_file='annotations/instances_eval.json',
+                       data_prefix=dict(img='images/eval/'), test_mode=True,
+                       pipeline=[dict(type='LoadImageFromFile')])
+    names = [type(t).__name__ for t in ds.pipeline.transforms]
+    assert names == ['LoadImageFromFile', 'NormalizeIntensity']
+    gray = (np.arange(40 * 30).reshape(30, 40) % 200 + 20).astype(np.uint8)
+    path = str(tmp_path / 'sixteen.png')
+    cv2.imwrite(path, gray.astype(np.uint16))  # 8-bit values in a 16-bit file
+    img = ds.pipeline(dict(img_path=path))['img']
+    assert img.dtype == np.uint8 and np.array_equal(img[..., 0], gray)
+    again = EvicanDataset(data_root=prepared, ann_file='annotations/instances_eval.json',
+                          data_prefix=dict(img='images/eval/'), test_mode=True,
+                          pipeline=[dict(type='LoadImageFromFile', color_type='unchanged'),
+                                    dict(type='NormalizeIntensity')])
+    assert [type(t).__name__ for t in again.pipeline.transforms] == names  # not added twice

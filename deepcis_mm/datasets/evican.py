@@ -13,6 +13,24 @@ from .pipeline_rng import PipelineRNG
 SUBSETS = {'cell': ('cell',), 'nucleus': ('nucleus',), 'all': ('cell', 'nucleus')}
 
 
+def with_intensity_rule(pipeline):
+    """``pipeline`` with every ``LoadImageFromFile`` reading the file as stored and followed by
+    ``NormalizeIntensity`` (unless one follows already), so that configs built on upstream pipelines
+    (e.g. the RTMDet/CondInst baselines) read 16-bit files as training and predict do."""
+    out = []
+    steps = list(pipeline or [])
+    for i, step in enumerate(steps):
+        name = str(step.get('type', '')).split('.')[-1] if isinstance(step, dict) else ''
+        if name == 'LoadImageFromFile':
+            out.append(dict(step, color_type='unchanged'))
+            nxt = steps[i + 1] if i + 1 < len(steps) else None
+            if not (isinstance(nxt, dict) and str(nxt.get('type', '')).split('.')[-1] == 'NormalizeIntensity'):
+                out.append(dict(type='NormalizeIntensity'))
+        else:
+            out.append(step)
+    return out
+
+
 def culture_palette(categories: List[dict]) -> List[tuple]:
     """One hue per culture: the cell bright, its nucleus a darker shade of the same hue."""
     cultures = sorted({culture_key(c.get('culture')) for c in categories})
@@ -42,6 +60,9 @@ class EvicanDataset(CocoDataset):
     Partial annotation: EVICAN train/val images annotate only some cells; unannotated cells act as
     background for the RPN and RoI samplers, as in the paper. ``filter_cfg=dict(filter_empty_gt=True)``
     drops images without any annotation of the chosen subset.
+
+    Image intensities: every ``LoadImageFromFile`` of the pipeline is followed by ``NormalizeIntensity``
+    (:func:`with_intensity_rule`), whatever the config wrote.
     """
 
     METAINFO = dict(classes=(), palette=[])
@@ -51,6 +72,7 @@ class EvicanDataset(CocoDataset):
             raise ValueError(f'EvicanDataset: subset must be one of {sorted(SUBSETS)}, got {subset!r}')
         self.subset = subset
         self._pipeline_rng = PipelineRNG()
+        kwargs['pipeline'] = with_intensity_rule(kwargs.get('pipeline'))
         super().__init__(*args, **kwargs)
 
     def __getitem__(self, idx: int) -> dict:
