@@ -95,6 +95,27 @@ def test_known_ap_by_construction(known):
     assert flat['coco/culture_acc'] == pytest.approx(0.8)
 
 
+def test_recall_and_precision_at_iou50(known):
+    """Recall at IoU 0.5 (pycocotools' recall array) and precision of the detections scoring >= 0.5."""
+    gt, preds = known
+    preds = dict(preds)
+    preds[2] = preds[2] + [(1, 0.3, 50, 50, 8, 8)]  # a low-score false positive: below the 0.5 cut
+    flat, tables = run_metric(gt, preds)
+    for iou in ('bbox', 'segm'):
+        lv, ag = tables[iou]['levels'], tables[iou]['agnostic']
+        assert lv['1']['AR_50'] == pytest.approx(1.0)  # both HeLa classes found
+        assert lv['2']['AR_50'] == pytest.approx(0.5)  # MCF-7 cell called HeLa: recall 0; nucleus 1
+        assert lv['3']['AR_50'] is None
+        # class-agnostic: every object matched; level 1 keeps 4 detections >= 0.5, 3 of them hits
+        assert ag['1']['AR_50'] == pytest.approx(1.0) and ag['all']['AR_50'] == pytest.approx(1.0)
+        assert ag['1']['precision_50'] == pytest.approx(3 / 4)
+        assert ag['1']['recall_50'] == pytest.approx(1.0)
+        assert ag['all']['precision_50'] == pytest.approx(5 / 6)
+        assert ag['3']['precision_50'] is None
+        assert flat[f'coco/{iou}_agnostic_precision_50'] == pytest.approx(5 / 6)
+        assert flat[f'coco/{iou}_L2_AR_50'] == pytest.approx(0.5)
+
+
 def _random_case(tmp_path, seed, n_img=24):
     rng = np.random.default_rng(seed)
     images = [(i + 1, int(rng.integers(1, 4))) for i in range(n_img)]

@@ -175,7 +175,10 @@ def comparison_rows(runs: Sequence[Run]) -> Tuple[List[str], List[List], str]:
     subset = None if same else set(classes)
     header = ['run', 'config', 'iteration', 'split']
     header += [f'{iou} mAP {name}' for iou in IOU_TYPES for _, name in LEVELS]
-    header += [f'{iou} agnostic mAP' for iou in IOU_TYPES] + ['culture acc.', 'classes']
+    header += [f'{iou} agnostic mAP' for iou in IOU_TYPES]
+    # recall at IoU 0.5 and precision at IoU 0.5 of the detections scoring >= 0.5 (class-agnostic)
+    header += [f'{iou} agnostic {name}' for iou in IOU_TYPES for name in ('recall@0.5', 'precision@0.5')]
+    header += ['culture acc.', 'classes']
     rows = []
     for r in runs:
         row = [r.label, r.config_name or 'n/a', r.iteration, r.run.get('mode') or _mode(r.folder)]
@@ -185,6 +188,10 @@ def comparison_rows(runs: Sequence[Run]) -> Tuple[List[str], List[List], str]:
         for iou in IOU_TYPES:
             t = r.tables.get(iou)
             row.append(t['agnostic']['all']['mAP'] if same and t and 'agnostic' in t else None)
+        for iou in IOU_TYPES:
+            t = r.tables.get(iou)
+            ag = t['agnostic']['all'] if same and t and 'agnostic' in t else {}
+            row += [ag.get('AR_50'), ag.get('precision_50')]  # None in tables older than these keys
         culture = r.tables.get('culture')
         row.append(culture['levels']['all']['accuracy'] if same and culture else None)
         row.append(len(classes) if subset else len(r.classes))

@@ -29,9 +29,10 @@ def summary_max_dets(params) -> int:
     return params.maxDets[min(2, len(params.maxDets) - 1)]
 
 
-def coco_stats(precision: np.ndarray, params) -> Dict[str, Optional[float]]:
+def coco_stats(precision: np.ndarray, params, recall: Optional[np.ndarray] = None) -> Dict[str, Optional[float]]:
     """The six AP numbers of ``COCOeval.summarize`` from a precision array accumulated by
-    :func:`accumulate_subset` (last axis: the summary detection limit); None = n/a.
+    :func:`accumulate_subset` (last axis: the summary detection limit); None = n/a. With the recall
+    array ``[T, K, A, 1]`` of the same accumulation, also ``AR_50``: recall at IoU 0.5 (area all).
 
     Means run over the entries > -1 exactly as pycocotools does (a class without ground truth in the
     evaluated images is left out, never counted as 0).
@@ -44,10 +45,38 @@ def coco_stats(precision: np.ndarray, params) -> Dict[str, Optional[float]]:
         s = precision[:, :, :, a, -1] if t is None else precision[t, :, :, a, -1]
         s = s[s > -1]
         out[name] = float(np.mean(s)) if s.size else None
+    if recall is not None:
+        r = recall[t50, :, 0, -1]
+        r = r[r > -1]
+        out['AR_50'] = float(np.mean(r)) if r.size else None
     return out
 
 
-def accumulate_subset(E: COCOeval, img_ids: Sequence[int], max_det: Optional[int] = None) -> np.ndarray:
+def precision_at_score(E: COCOeval, img_ids: Sequence[int], score_thr: float = 0.5) -> Dict[str, Optional[float]]:
+    """Precision and recall at IoU 0.5 of the detections scoring >= ``score_thr`` (an operating point,
+    unlike AP), over the images ``img_ids`` of an evaluated ``COCOeval`` (area all, summary limit).
+
+    Counted from pycocotools' per-image matching: a detection is a true positive if it matched a
+    ground truth at IoU 0.5; ignored (crowd) matches count neither way. None where nothing is counted.
+    """
+    pe = E._paramsEval
+    t50 = int(np.argmin(np.abs(np.asarray(pe.iouThrs) - 0.5)))
+    wanted = set(img_ids)
+    n_det = n_tp = n_gt = 0
+    for e in E.evalImgs:
+        if e is None or e['image_id'] not in wanted or e['aRng'] != pe.areaRng[0] or \
+                e['maxDet'] != summary_max_dets(pe):
+            continue
+        keep = (np.asarray(e['dtScores']) >= score_thr) & ~np.asarray(e['dtIgnore'][t50], bool)
+        matched = np.asarray(e['dtMatches'][t50]) > 0
+        n_det += int(keep.sum())
+        n_tp += int((keep & matched).sum())
+        n_gt += int((~np.asarray(e['gtIgnore'], bool)).sum())
+    return dict(precision_50=n_tp / n_det if n_det else None, recall_50=n_tp / n_gt if n_gt else None)
+
+
+def accumulate_subset(E: COCOeval, img_ids: Sequence[int], max_det: Optional[int] = None,
+                      with_recall: bool = False):
     """Accumulate an evaluated ``COCOeval`` over a subset of its images at one detection limit
     (default: the summary limit, :func:`summary_max_dets`); return the precision array ``[T, R, K, A, 1]``.
 
@@ -60,6 +89,7 @@ def accumulate_subset(E: COCOeval, img_ids: Sequence[int], max_det: Optional[int
     so it cannot select a subset itself; here the per-image results of the subset are picked out in the
     evaluated order, which gives exactly what a fresh COCOeval restricted to those images computes.
     Only the detection limit the AP summary reads is accumulated (a third of the work).
+    ``with_recall=True`` returns (precision, recall ``[T, K, A, 1]``).
     """
     pe = E._paramsEval
     pos = {i: n for n, i in enumerate(pe.imgIds)}
@@ -77,7 +107,7 @@ def accumulate_subset(E: COCOeval, img_ids: Sequence[int], max_det: Optional[int
         E.accumulate(sub)
     finally:
         E.evalImgs, E._paramsEval, E.params = saved
-    return E.eval['precision']
+    return (E.eval['precision'], E.eval['recall']) if with_recall else E.eval['precision']
 
 
 def category_index(E: COCOeval) -> Dict[int, int]:
@@ -208,8 +238,8 @@ class DifficultyCocoMetric(CocoMetric):
         kinds = sorted({c['kind'] for c in classes if c['kind']})
         k_of = category_index(E)  # precision's K axis is in sorted-id order, not label order
         for lvl in LEVEL_KEYS:
-            prec = accumulate_subset(E, levels[lvl])
-            stats = coco_stats(prec, E.params)
+            prec, rec = accumulate_subset(E, levels[lvl], with_recall=True)
+            stats = coco_stats(prec, E.params, rec)
             if stock:
                 stats[f'mAP_{stock}dets'] = coco_stats(accumulate_subset(E, levels[lvl], stock), E.params)['mAP']
             stats['n_images'] = len(levels[lvl])
@@ -287,8 +317,11 @@ class DifficultyCocoMetric(CocoMetric):
             t = self._iou_type_tables(E, levels, classes, counts)
             if self.class_agnostic:
                 A = self._evaluate(coco_dt, iou_type, use_cats=False)
-                t['agnostic'] = OrderedDict(
-                    (str(lvl), coco_stats(accumulate_subset(A, levels[lvl]), A.params)) for lvl in LEVEL_KEYS)
+                t['agnostic'] = OrderedDict()
+                for lvl in LEVEL_KEYS:
+                    prec, rec = accumulate_subset(A, levels[lvl], with_recall=True)
+                    t['agnostic'][str(lvl)] = dict(coco_stats(prec, A.params, rec),
+                                                   **precision_at_score(A, levels[lvl]))
                 if iou_type == 'segm' or 'segm' not in self.metrics:
                     dt_cat = {d['id']: d['category_id'] for d in coco_dt.anns.values()}
                     tables['culture'] = self._culture_accuracy(A, levels, classes, dt_cat)
@@ -302,9 +335,12 @@ class DifficultyCocoMetric(CocoMetric):
                     key = f"mAP_{t['stock_max_dets']}dets"
                     v = t['levels'][str(lvl)][key]
                     flat[f'{iou_type}_{tag}{key}'] = float('nan') if v is None else v
+                v = t['levels'][str(lvl)]['AR_50']
+                flat[f'{iou_type}_{tag}AR_50'] = float('nan') if v is None else v
                 if self.class_agnostic:
-                    v = t['agnostic'][str(lvl)]['mAP']
-                    flat[f'{iou_type}_{tag}agnostic_mAP'] = float('nan') if v is None else v
+                    for key in ('mAP', 'AR_50', 'precision_50'):
+                        v = t['agnostic'][str(lvl)][key]
+                        flat[f'{iou_type}_{tag}agnostic_{key}'] = float('nan') if v is None else v
         if 'culture' in tables:
             for lvl in LEVEL_KEYS:
                 v = tables['culture']['levels'][str(lvl)]['accuracy']

@@ -68,23 +68,28 @@ def summary_markdown(tables: dict) -> str:
         parts += ['\n## mAP at the stock COCO limit: 100 detections per image (pycocotools summarize(), '
                   'most papers)\n',
                   markdown(rows)]
-    extra = [['Difficulty'] + [f'agnostic {name} mAP' for iou, name in IOU_NAMES
-                               if tables.get(iou) and 'agnostic' in tables[iou]]]
+    agnostic = [(iou, name) for iou, name in IOU_NAMES if tables.get(iou) and 'agnostic' in tables[iou]]
+    extra = [['Difficulty'] + [f'agnostic {name} mAP' for _, name in agnostic]]
+    # recall at IoU 0.5 (up to the AP's detection limit) and precision at IoU 0.5 of detections
+    # scoring >= 0.5: tables written before these existed show n/a
+    extra[0] += [f'agnostic {name} {col}' for _, name in agnostic
+                 for col in ('recall@0.5', 'precision@0.5 (score>=0.5)')]
     kinds = [(iou, name, kind) for iou, name in IOU_NAMES if tables.get(iou)
              for kind in tables[iou].get('per_kind', {})]
     extra[0] += [f'{kind} {name} mAP' for _, name, kind in kinds]
     if 'culture' in tables:
         extra[0] += ['culture acc.', 'matched']
     for lvl, title in LEVEL_ROWS:
-        row = [title] + [fmt(tables[iou]['agnostic'][lvl]['mAP']) for iou, _ in IOU_NAMES
-                         if tables.get(iou) and 'agnostic' in tables[iou]]
+        row = [title] + [fmt(tables[iou]['agnostic'][lvl]['mAP']) for iou, _ in agnostic]
+        row += [fmt(tables[iou]['agnostic'][lvl].get(key)) for iou, _ in agnostic
+                for key in ('AR_50', 'precision_50')]
         row += [fmt(tables[iou]['per_kind'][kind][lvl]['mAP']) for iou, _, kind in kinds]
         if 'culture' in tables:
             c = tables['culture']['levels'][lvl]
             row += [fmt(c['accuracy']), str(c['n_matched'])]
         extra.append(row)
     if len(extra[0]) > 1:
-        parts += ['\n## Class-agnostic AP, per-kind means, culture accuracy (%)\n', markdown(extra)]
+        parts += ['\n## Class-agnostic AP, recall and precision at IoU 0.5, per-kind means, culture accuracy (%)\n', markdown(extra)]
     parts.append('\nMeans run over the classes with ground truth at a level; n/a = no ground truth.\n')
     return ''.join(parts)
 
