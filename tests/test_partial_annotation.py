@@ -1,0 +1,151 @@
+"""Partial annotation remedies: ignore regions from the image (known answer on a hand-made image), the
+known-background assigner (never a negative on unknown foreground), and the configs training a step."""
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmdet.structures.bbox import HorizontalBoxes
+from mmdet.structures.mask import BitmapMasks, PolygonMasks
+from mmengine.structures import InstanceData
+from test_models import ROOT, build_model
+
+from deepcis_mm.datasets.transforms import UnannotatedForegroundToIgnore, unannotated_foreground
+from deepcis_mm.models import KnownBackgroundAssigner
+
+CONFIGS = {
+    'ignore': 'configs/partial_annotation/deepcis_s14-dcnv2_fpn_demo_synthetic-evican_ignore-unannotated.py',
+    'known-background': 'configs/partial_annotation/deepcis_s14-dcnv2_fpn_demo_synthetic-evican_known-background.py',
+}
+
+
+def _disc(h, w, cx, cy, r):
+    yy, xx = np.mgrid[:h, :w]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+
+
+def hand_made(seed=0):
+    """A 120x160 flat noisy field with three textured 'cells' (radius 10): the ones at (30, 30) and
+    (130, 90) are annotated, the one at (80, 60) is not."""
+    rng = np.random.default_rng(seed)
+    h, w = 120, 160
+    img = 120 + rng.normal(0, 1.0, (h, w))
+    cells = [(30, 30), (80, 60), (130, 90)]
+    for cx, cy in cells:
+        m = _disc(h, w, cx, cy, 10)
+        img[m] += rng.normal(0, 25, m.sum())  # granular cytoplasm
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    masks = np.stack([_disc(h, w, cx, cy, 10) for cx, cy in (cells[0], cells[2])]).astype(np.uint8)
+    return np.repeat(img[..., None], 3, 2), masks, _disc(h, w, 80, 60, 10)
+
+
+def test_unannotated_foreground_finds_exactly_the_unannotated_cell():
+    img, masks, unannotated = hand_made()
+    blobs, info = unannotated_foreground(img, masks)
+    assert len(blobs) == 1
+    blob = blobs[0]
+    ys, xs = np.nonzero(blob)
+    # the blob is the unannotated cell (plus at most the contrast window's reach around it)
+    assert (blob & unannotated).sum() >= 0.95 * unannotated.sum()
+    assert 62 <= xs.min() <= 71 and 89 <= xs.max() <= 98 and 42 <= ys.min() <= 51 and 69 <= ys.max() <= 78
+    assert info['radius'] == pytest.approx(np.sqrt(masks[0].sum() / np.pi))
+    # nothing near the annotated cells, nothing on the flat background
+    near = cv2.dilate(masks.max(0), np.ones((21, 21), np.uint8)).astype(bool)
+    assert not (blob & near).any()
+    # no annotated object in the image: no calibration, no ignore region
+    assert unannotated_foreground(img, np.zeros((0, 120, 160), np.uint8))[0] == []
+
+
+def test_fully_annotated_image_gets_no_ignore_region():
+    img, masks, unannotated = hand_made()
+    all_masks = np.concatenate([masks, unannotated[None].astype(np.uint8)])
+    assert unannotated_foreground(img, all_masks)[0] == []
+
+
+@pytest.mark.parametrize('poly', [False, True])
+def test_transform_appends_ignored_instances(poly):
+    img, masks, unannotated = hand_made()
+    h, w = masks.shape[1:]
+    if poly:
+        gt_masks = PolygonMasks([[cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0][0]
+                                  .reshape(-1).astype(float)] for m in masks], h, w)
+    else:
+        gt_masks = BitmapMasks(masks, h, w)
+    boxes = np.array([[20, 20, 41, 41], [120, 80, 141, 101]], np.float32)
+    results = dict(img=img, gt_masks=gt_masks, gt_bboxes=HorizontalBoxes(boxes),
+                   gt_bboxes_labels=np.array([3, 5]), gt_ignore_flags=np.array([False, False]))
+    out = UnannotatedForegroundToIgnore()(results)
+    assert out['gt_ignore_flags'].tolist() == [False, False, True]
+    assert out['gt_bboxes_labels'].tolist() == [3, 5, 0]
+    assert len(out['gt_bboxes']) == len(out['gt_masks']) == 3
+    assert type(out['gt_masks']) is type(gt_masks)
+    x1, y1, x2, y2 = out['gt_bboxes'].tensor[2].tolist()
+    assert x1 <= 70 and y1 <= 50 and x2 >= 91 and y2 >= 71 and x2 - x1 < 40 and y2 - y1 < 40
+    ignored = out['gt_masks'].to_ndarray()[2].astype(bool)
+    assert (ignored & unannotated).sum() >= 0.9 * unannotated.sum()
+    np.testing.assert_array_equal(out['gt_bboxes'].tensor[:2].numpy(), boxes)
+
+
+def test_known_background_assigner_never_draws_negatives_from_unknown_foreground():
+    # a 100x100 image: one annotated object at (10..30, 10..30); unknown foreground at (60..90, 60..90)
+    unknown = np.zeros((100, 100), np.uint8)
+    unknown[60:90, 60:90] = 1
+    gt = InstanceData(bboxes=torch.tensor([[10., 10., 30., 30.]]), labels=torch.tensor([2]))
+    ignore = InstanceData(bboxes=torch.tensor([[60., 60., 90., 90.]]), labels=torch.tensor([0]),
+                          masks=BitmapMasks(unknown[None], 100, 100))
+    g = torch.arange(0, 100, 5.0)
+    xy = torch.stack(torch.meshgrid(g, g, indexing='xy'), -1).reshape(-1, 2)
+    priors = torch.cat([xy, xy + 12], 1)  # 12x12 boxes on a 5 px grid
+    priors = torch.cat([priors, torch.tensor([[10., 10., 30., 30.], [11., 11., 31., 31.]])])
+    kw = dict(pos_iou_thr=0.5, neg_iou_thr=0.4, min_pos_iou=0.5, match_low_quality=False)
+    plain = MaxIoU(**kw).assign(InstanceData(priors=priors), gt, ignore)
+    known = KnownBackgroundAssigner(max_unknown_frac=0.1, **kw).assign(InstanceData(priors=priors), gt, ignore)
+    frac = np.array([unknown[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))].sum() / ((x2 - x1) * (y2 - y1))
+                     for x1, y1, x2, y2 in priors.tolist()])
+    neg = (known.gt_inds == 0).numpy()
+    assert neg.sum() > 100 and not (neg & (frac > 0.1)).any()
+    # priors the plain assigner called background and that touch unknown foreground are now ignored
+    assert ((plain.gt_inds == 0).numpy() & (frac > 0.1)).sum() > 10
+    assert (known.gt_inds[(frac > 0.1)] == -1).all()
+    # positives are untouched, and a negative on known background stays a negative
+    assert torch.equal(known.gt_inds > 0, plain.gt_inds > 0) and (known.gt_inds > 0).sum() == 2
+    assert known.gt_inds[0] == 0  # the prior at (0, 0, 12, 12)
+    # without ignored instances it is the upstream assigner
+    assert torch.equal(KnownBackgroundAssigner(**kw).assign(InstanceData(priors=priors), gt).gt_inds,
+                       MaxIoU(**kw).assign(InstanceData(priors=priors), gt).gt_inds)
+
+
+def MaxIoU(**kw):
+    from mmdet.models.task_modules.assigners import MaxIoUAssigner
+    return MaxIoUAssigner(**kw)
+
+
+@pytest.mark.parametrize('name', sorted(CONFIGS))
+def test_remedy_config_trains_a_step_on_partial_data(name, prepared):
+    """The config builds; its train pipeline on partially annotated synthetic data yields ignored
+    instances; one loss step with the real pipeline output is finite and backpropagates."""
+    from mmdet.registry import DATASETS
+    from mmengine.dataset import pseudo_collate
+    path = osp.join(ROOT, CONFIGS[name])
+    model, cfg = build_model(path)
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.update(data_root=prepared + '/', pipeline=[
+        dict(s, scales=[(256, 128)]) if s['type'] == 'RandomChoiceResize' else s for s in ds_cfg.pipeline])
+    dataset = DATASETS.build(ds_cfg)
+    samples = [dataset[i] for i in range(len(dataset))]
+    n_ignored = [len(s['data_samples'].ignored_instances) for s in samples]
+    assert sum(n_ignored) > 0, n_ignored
+    batch = pseudo_collate(sorted(samples, key=lambda s: -len(s['data_samples'].ignored_instances))[:2])
+    torch.manual_seed(0)
+    model.train()
+    losses = model(**model.data_preprocessor(batch, True), mode='loss')
+    total, _ = model.parse_losses(losses)
+    assert torch.isfinite(total)
+    total.backward()
+    base = cfg.model.train_cfg
+    if name == 'ignore':
+        assert base.rpn.assigner.ignore_iof_thr > 0 and all(s.assigner.ignore_iof_thr > 0 for s in base.rcnn)
+    else:
+        assert base.rpn.assigner.type == 'KnownBackgroundAssigner'
+        assert all(s.assigner.type == 'KnownBackgroundAssigner' for s in base.rcnn)
