@@ -25,9 +25,17 @@ def main(argv=None):
                    help='eval image side range (default 0.6x..1.3x size)')
     p.add_argument('--annotate-frac', type=float, default=0.8,
                    help='fraction of train/val cells annotated (EVICAN is partially annotated)')
+    p.add_argument('--blurred-background', action='store_true',
+                   help='also write the release\'s background-blurred train/val copies '
+                        '(Images/EVICAN_{train,val}2019_BGblurred/, same file names; for prepare_evican.py '
+                        '--train-images/--val-images)')
+    p.add_argument('--blur-sigma', type=float, default=6.0,
+                   help='their Gaussian blur sigma in px at --size 256 (scaled with --size)')
     p.add_argument('--variant', default='EVICAN60', choices=['EVICAN60', 'EVICAN2'])
     p.add_argument('--seed', type=int, default=0)
     args = p.parse_args(argv)
+    if not 0.0 <= args.annotate_frac <= 1.0:
+        p.error('--annotate-frac: between 0 and 1')
     if args.cultures.isdigit():
         n = int(args.cultures)
         if not 1 <= n <= len(CULTURES):
@@ -37,7 +45,8 @@ def main(argv=None):
         cultures = tuple(c.strip() for c in args.cultures.split(',') if c.strip())
     t = time.time()
     counts = make_synthetic_evican(args.out, cultures, args.train, args.val, args.eval_per_level,
-                                   args.size, args.eval_size, args.seed, args.annotate_frac, args.variant)
+                                   args.size, args.eval_size, args.seed, args.annotate_frac, args.variant,
+                                   args.blurred_background, args.blur_sigma)
     n_img = sum(c['images'] for c in counts.values())
     print(f'wrote {n_img} images ({", ".join(cultures)}) to {args.out} in {time.time() - t:.1f} s')
     return 0

@@ -3,6 +3,9 @@
 ``scripts/make_synthetic_evican.py`` calls :func:`make_synthetic_evican`. The output is read by
 ``scripts/prepare_evican.py`` exactly like the real release (COCO polygons without bbox/area,
 ``*Background.jpg`` files in train/val, partially annotated train/val, eval split in three levels).
+Optionally (``blurred_background=True``) also the release's background-blurred copies of the partially
+annotated train/val images: ``Images/EVICAN_{train,val}2019_BGblurred/`` with the same file names,
+every pixel outside the annotated cells blurred (the converter reads them with ``--train-images``).
 
 Cultures differ in morphology (size, elongation, outline irregularity, nucleus/cell ratio, texture,
 brightness), drawn from a low-discrepancy design so that any first k cultures are well spread but
@@ -168,6 +171,20 @@ def render_image(rng: np.random.Generator, height: int, width: int, morph: Morph
     return img8, objects
 
 
+def blur_unannotated(img: np.ndarray, polygons: Sequence[np.ndarray], sigma: float) -> np.ndarray:
+    """The release's background-blurred copy of a partially annotated image: Gaussian blur (``sigma``)
+    everywhere except on the annotated objects (``polygons``, x/y arrays), which keep their pixels; the
+    kept area is the filled polygons grown by 2 px so that any rasterization of them stays sharp."""
+    keep = np.zeros(img.shape[:2], np.uint8)
+    for poly in polygons:
+        cv2.fillPoly(keep, [np.round(poly).astype(np.int32)], 1)
+    keep = cv2.dilate(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))).astype(bool)
+    out = _blur(img.astype(np.float32), sigma)
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    out[keep] = img[keep]
+    return out
+
+
 def _poly_json(poly: np.ndarray) -> list:
     return [round(float(v), 2) for v in poly.ravel()]
 
@@ -180,16 +197,23 @@ def _write_jpg(path: str, img: np.ndarray) -> None:
 def make_synthetic_evican(out_dir: str, cultures: Sequence[str] = CULTURES[:4], n_train: int = 48,
                           n_val: int = 8, n_eval_per_level: int = 6, size: int = 256,
                           eval_size_range: Optional[Sequence[int]] = None, seed: int = 0,
-                          annotate_frac: float = 0.8, variant: str = 'EVICAN60') -> dict:
+                          annotate_frac: float = 0.8, variant: str = 'EVICAN60',
+                          blurred_background: bool = False, blur_sigma: float = 6.0) -> dict:
     """Write a synthetic release under ``out_dir``; return counts.
 
     Args:
         cultures: culture names (any names; the first ones of :data:`CULTURES` by default).
         n_train, n_val: images per split (cultures round-robin). n_eval_per_level: eval images per level.
         size: train/val image side. eval_size_range: (min, max) eval side, default (0.6, 1.3) x size.
-        annotate_frac: fraction of cells annotated in train/val (EVICAN is partially annotated).
+        annotate_frac: fraction of cells annotated in train/val (EVICAN is partially annotated), each
+            cell drawn independently; the images do not depend on it, and eval is always fully annotated.
         variant: 'EVICAN60' (culture x kind categories) or 'EVICAN2' (Cell=1, Nucleus=2).
+        blurred_background: also write the release's background-blurred copies of the train/val images
+            (``Images/EVICAN_{train,val}2019_BGblurred/``, same file names; nothing else changes).
+        blur_sigma: their Gaussian blur (px at 256 px image side, scaled with ``size``).
     """
+    if not 0.0 <= annotate_frac <= 1.0:
+        raise ValueError(f'make_synthetic_evican: annotate_frac must be in [0, 1], got {annotate_frac}')
     if not cultures:
         raise ValueError('make_synthetic_evican: at least one culture is needed')
     lo, hi = eval_size_range or (int(0.6 * size), int(1.3 * size))
@@ -211,14 +235,20 @@ def make_synthetic_evican(out_dir: str, cultures: Sequence[str] = CULTURES[:4], 
     img_root = osp.join(out_dir, 'Images')
     counts = {}
 
-    def write_split(json_name, folder, items):
+    def write_split(json_name, folder, items, blurred_folder=None):
         """items: list of (file_name, culture, level, h, w, annotate_frac, seed tuple)."""
         os.makedirs(osp.join(img_root, folder), exist_ok=True)
+        if blurred_folder:
+            os.makedirs(osp.join(img_root, blurred_folder), exist_ok=True)
         images, anns = [], []
         for img_id, (fname, culture, level, h, w, frac, key) in enumerate(items, 1):
             rng = np.random.default_rng(key)
             img, objects = render_image(rng, h, w, morph[culture], level, frac)
             _write_jpg(osp.join(img_root, folder, fname), img)
+            if blurred_folder:
+                kept = [cell for cell, _, annotated in objects if annotated]
+                _write_jpg(osp.join(img_root, blurred_folder, fname),
+                           blur_unannotated(img, kept, blur_sigma * np.sqrt(h * w) / 256.0))
             images.append(dict(id=img_id, file_name=fname, width=w, height=h))
             for cell, nuc, annotated in objects:
                 if not annotated:
@@ -236,7 +266,8 @@ def make_synthetic_evican(out_dir: str, cultures: Sequence[str] = CULTURES[:4], 
     for split, n, code in (('train', n_train, 1), ('val', n_val, 2)):
         items = [(f'{cultures[i % len(cultures)]}_{i:04d}.jpg', cultures[i % len(cultures)], 0,
                   size, size, annotate_frac, (seed, code, i)) for i in range(n)]
-        write_split(f'instances_{split}2019_{variant}.json', f'EVICAN_{split}2019', items)
+        write_split(f'instances_{split}2019_{variant}.json', f'EVICAN_{split}2019', items,
+                    f'EVICAN_{split}2019_BGblurred' if blurred_background else None)
         for j, c in enumerate(cultures):  # unannotated background frames, as in the release
             rng = np.random.default_rng((seed, code, 10 ** 6 + j))
             bg, _ = render_image(rng, size, size, morph[c], 1, with_cells=False)
@@ -254,4 +285,5 @@ def make_synthetic_evican(out_dir: str, cultures: Sequence[str] = CULTURES[:4], 
     return counts
 
 
-__all__ = ['CULTURES', 'Morphology', 'culture_morphology', 'render_image', 'make_synthetic_evican']
+__all__ = ['CULTURES', 'Morphology', 'culture_morphology', 'render_image', 'make_synthetic_evican',
+           'blur_unannotated']
