@@ -149,3 +149,41 @@ def test_remedy_config_trains_a_step_on_partial_data(name, prepared):
     else:
         assert base.rpn.assigner.type == 'KnownBackgroundAssigner'
         assert all(s.assigner.type == 'KnownBackgroundAssigner' for s in base.rcnn)
+
+
+def _script():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'partial_annotation', osp.join(ROOT, 'scripts', 'analysis_tools', 'partial_annotation.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_comparison_variants_use_one_eval_and_their_own_train_data():
+    mod = _script()
+    data = dict(full='F/', partial='P/', blurred='B/')
+    for name, (config, kind) in mod.VARIANTS.items():
+        assert osp.isfile(osp.join(ROOT, config)), config
+        opts = mod.variant_options(kind, data)
+        assert opts[-1] == f'train_dataloader.dataset.data_root={data[kind]}'
+        # every variant is evaluated on the same (fully annotated) eval split
+        assert 'test_evaluator.ann_file=P/annotations/instances_eval.json' in opts
+        assert 'test_dataloader.dataset.data_root=P/' in opts
+    assert mod.VARIANTS['full'][1] == 'full' and mod.VARIANTS['naive'] == (mod.DEMO, 'partial')
+
+
+def test_comparison_summary_gap_recovered():
+    mod = _script()
+
+    class R:
+        def __init__(self, label, segm):
+            lv = {k: dict(mAP=segm) for k in ('1', '2', '3', 'all')}
+            self.label = label
+            self.tables = dict(bbox=dict(levels=lv, agnostic=dict(all=dict(mAP=0.5, AR_50=0.7))),
+                               segm=dict(levels=lv, agnostic=dict(all=dict(mAP=0.4, AR_50=0.6, precision_50=0.9))))
+    text = mod.summary_table([R('full', 0.30), R('naive', 0.20), R('ignore', 0.26)], 0.8)
+    rows = {line.split(' | ')[0].strip('| '): line for line in text.splitlines() if line.startswith('| ')}
+    assert rows['ignore'].rstrip(' |').endswith('60 %')  # (26 - 20) / (30 - 20)
+    assert '| 50.0 | 40.0 | 70.0 | 60.0 | 90.0 | 60 % |' in rows['ignore'] and 'gap 10.0 points' in text
+    assert rows['full'].rstrip(' |').endswith('n/a')
