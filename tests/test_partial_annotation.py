@@ -187,3 +187,23 @@ def test_comparison_summary_gap_recovered():
     assert rows['ignore'].rstrip(' |').endswith('60 %')  # (26 - 20) / (30 - 20)
     assert '| 50.0 | 40.0 | 70.0 | 60.0 | 90.0 | 60 % |' in rows['ignore'] and 'gap 10.0 points' in text
     assert rows['full'].rstrip(' |').endswith('n/a')
+
+
+@pytest.mark.parametrize('remedy', ['ignore-unannotated', 'known-background'])
+def test_paper_config_deltas_change_only_the_train_pipeline_and_assigners(remedy):
+    from mmengine.config import Config
+    base = Config.fromfile(osp.join(ROOT, 'configs/deepcis/deepcis_s200-dcnv2_fpn_3.5k_evican60-cell-nucleus.py'))
+    cfg = Config.fromfile(osp.join(
+        ROOT, f'configs/partial_annotation/deepcis_s200-dcnv2_fpn_3.5k_evican60-cell-nucleus_{remedy}.py'))
+    steps = [s['type'] for s in cfg.train_dataloader.dataset.pipeline]
+    assert steps == [s['type'] for s in base.train_dataloader.dataset.pipeline][:3] + \
+        ['UnannotatedForegroundToIgnore'] + [s['type'] for s in base.train_dataloader.dataset.pipeline][3:]
+    assert cfg.test_dataloader == base.test_dataloader and cfg.model.test_cfg == base.model.test_cfg
+    stages = [cfg.model.train_cfg.rpn] + list(cfg.model.train_cfg.rcnn)
+    base_stages = [base.model.train_cfg.rpn] + list(base.model.train_cfg.rcnn)
+    for s, b in zip(stages, base_stages):
+        a = dict(s.assigner)
+        assert a.pop('type') == ('MaxIoUAssigner' if remedy == 'ignore-unannotated' else 'KnownBackgroundAssigner')
+        a.pop('ignore_iof_thr'), a.pop('max_unknown_frac', None)
+        assert a == {k: v for k, v in b.assigner.items() if k not in ('type', 'ignore_iof_thr')}
+        assert s.sampler == b.sampler
