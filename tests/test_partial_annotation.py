@@ -122,7 +122,7 @@ def MaxIoU(**kw):
 
 
 @pytest.mark.parametrize('name', sorted(CONFIGS))
-def test_remedy_config_trains_a_step_on_partial_data(name, prepared):
+def test_remedy_config_trains_a_step_on_partial_data(name, prepared, monkeypatch):
     """The config builds; its train pipeline on partially annotated synthetic data yields ignored
     instances; one loss step with the real pipeline output is finite and backpropagates."""
     from mmdet.registry import DATASETS
@@ -137,12 +137,28 @@ def test_remedy_config_trains_a_step_on_partial_data(name, prepared):
     n_ignored = [len(s['data_samples'].ignored_instances) for s in samples]
     assert sum(n_ignored) > 0, n_ignored
     batch = pseudo_collate(sorted(samples, key=lambda s: -len(s['data_samples'].ignored_instances))[:2])
+    # record what the assigners of the RPN and the three stages receive and make of the regions
+    from mmdet.models.task_modules.assigners import MaxIoUAssigner
+    seen = []
+    upstream = MaxIoUAssigner.assign
+
+    def spy(self, pred_instances, gt_instances, gt_instances_ignore=None, **kw):
+        result = upstream(self, pred_instances, gt_instances, gt_instances_ignore, **kw)
+        seen.append((type(self).__name__, 0 if gt_instances_ignore is None else len(gt_instances_ignore),
+                     int((result.gt_inds == -1).sum())))
+        return result
+    monkeypatch.setattr(MaxIoUAssigner, 'assign', spy)
     torch.manual_seed(0)
     model.train()
     losses = model(**model.data_preprocessor(batch, True), mode='loss')
     total, _ = model.parse_losses(losses)
     assert torch.isfinite(total)
     total.backward()
+    # 2 images x (RPN + 3 cascade stages), each with the image's ignore regions; ignore_iof_thr drops
+    # priors inside them (upstream's -1), the known-background assigner only negatives (after upstream)
+    assert len(seen) == 8 and all(n > 0 for _, n, _ in seen[:2])
+    if name == 'ignore':
+        assert sum(k for _, _, k in seen) > 0
     base = cfg.model.train_cfg
     if name == 'ignore':
         assert base.rpn.assigner.ignore_iof_thr > 0 and all(s.assigner.ignore_iof_thr > 0 for s in base.rcnn)
