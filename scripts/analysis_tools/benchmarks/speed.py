@@ -1,6 +1,6 @@
 """Training / inference speed and peak memory of one detector config at a fixed input size.
 
-:func:`run_speed` measures each model in its own subprocess (``python -m deepcis_mm.benchmarks.speed``)
+:func:`run_speed` measures each model in its own subprocess (``python -m scripts.analysis_tools.benchmarks.speed``)
 so that the peak memory of one model does not hide another's (CPU: the process's peak resident set;
 GPU: ``torch.cuda.max_memory_allocated``). Every model sees the same synthetic EVICAN-like batch.
 """
@@ -20,7 +20,9 @@ import cv2
 import numpy as np
 import torch
 
-# (key, label, config) of the models compared by `scripts/benchmark.py speed`; ratios are against 'b'
+from . import worker_env
+
+# (key, label, config) of the models compared by `scripts/analysis_tools/benchmark.py speed`; ratios are against 'b'
 SPEED_MODELS = (
     ('a', 'DeepCIS setting 3 (S200-DCNv2, 60 cl.)',
      'configs/deepcis/deepcis_s200-dcnv2_fpn_3.5k_evican60-cell-nucleus.py'),
@@ -40,7 +42,7 @@ def synthetic_batch(size: int, n_images: int, seed: int = 0) -> List[dict]:
     cultures, cells and nuclei with boxes and polygon masks), as the dataloader would give them."""
     from mmcv.transforms import Compose
 
-    from ..datasets.synthetic import CULTURES, culture_morphology, render_image
+    from scripts.dataset_converters.synthetic_evican import CULTURES, culture_morphology, render_image
     pipeline = Compose([dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True),
                         dict(type='mmdet.PackDetInputs')])
     samples = []
@@ -81,8 +83,8 @@ def build_model(config: str, device: str, dets: Optional[int] = None):
     from mmdet.utils import register_all_modules
     from mmengine.logging import MMLogger
 
-    from ..engine.cpu_fallback import apply_cpu_fallback
-    from ..engine.runner_utils import load_config
+    from deepcis_mm.engine.cpu_fallback import apply_cpu_fallback
+    from deepcis_mm.engine.runner_utils import load_config
     register_all_modules()
     MMLogger.get_instance('deepcis_benchmark', log_level='WARNING')  # no per-parameter init log
     cfg = load_config(config)
@@ -263,9 +265,9 @@ def speed_devices(spec: str, gpu_available: Optional[bool] = None) -> List[str]:
 
 
 def _measure_in_subprocess(config: str, phase: str, args: dict, log) -> Dict:
-    cmd = [sys.executable, '-m', 'deepcis_mm.benchmarks.speed', config, phase] + \
+    cmd = [sys.executable, '-m', 'scripts.analysis_tools.benchmarks.speed', config, phase] + \
         [f'--{k}={v}' for k, v in args.items()]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=worker_env())
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ['(no output)']
         raise RuntimeError(f'speed benchmark of {config} ({phase}) failed: {tail[0]}')

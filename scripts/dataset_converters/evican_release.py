@@ -1,4 +1,4 @@
-"""Convert the official EVICAN release layout into normalized COCO files (``scripts/prepare_evican.py``).
+"""Convert the official EVICAN release layout into normalized COCO files (``scripts/dataset_converters/prepare_evican.py``).
 
 Release layout (EVICAN60, or EVICAN2 with categories Cell/Nucleus)::
 
@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from ..utils import atomic_write_json, atomic_write_text
-from .categories import class_name, parse_categories
+from deepcis_mm.utils import atomic_write_json, atomic_write_text
+from deepcis_mm.datasets.categories import class_name, parse_categories
 
 logger = logging.getLogger('deepcis.prepare')
 
