@@ -88,6 +88,41 @@ def test_measure_demo_model_train_and_infer():
         speed_mod.measure(osp.join(ROOT, DEMO), 'export', size=96, warmup=0, repeats=1)
 
 
+def test_measure_proposal_count_and_conv_bn_fusion():
+    # 4 proposals x 8 classes bound the detections (score threshold 0); the configured 300 give 100
+    few = speed_mod.measure(osp.join(ROOT, DEMO), 'infer', size=96, warmup=0, repeats=1, proposals=4)
+    assert 0 < few['dets'] <= 4 * 8 and few['cpu_median'] > 0
+    fused = speed_mod.measure(osp.join(ROOT, DEMO), 'infer', size=96, warmup=0, repeats=1, fuse=True)
+    assert fused['dets'] == 100
+    with pytest.raises(ValueError, match='inference only'):
+        speed_mod.measure(osp.join(ROOT, DEMO), 'train', size=96, warmup=0, repeats=1, fuse=True)
+    with pytest.raises(ValueError, match='two-stage'):
+        speed_mod.build_model(osp.join(ROOT, 'configs/baselines/rtmdet-ins_cspnext-t_pafpn_demo_synthetic-evican.py'),
+                              'cpu', proposals=10)
+
+
+def test_conv_bn_fusion_keeps_the_detections():
+    from mmcv.cnn import fuse_conv_bn
+    torch.manual_seed(0)
+    model = speed_mod.build_model(osp.join(ROOT, DEMO), 'cpu', dets=50).eval()
+    for m in model.modules():  # BN statistics other than the identity, so that fusion has work to do
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    data = speed_mod._collate(speed_mod.synthetic_batch(128, 1, 0))
+    with torch.no_grad():
+        ref = model.test_step(data)[0].pred_instances
+        fused_model = fuse_conv_bn(copy.deepcopy(model))
+        out = fused_model.test_step(data)[0].pred_instances
+    n_bn = [sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in x.modules())
+            for x in (model, fused_model)]
+    assert n_bn[1] < n_bn[0] / 4  # most BNs folded (those after deformable convs stay)
+    assert len(ref) == len(out) == 50
+    assert torch.equal(ref.labels, out.labels)
+    assert torch.allclose(ref.bboxes, out.bboxes, atol=1e-2)
+    assert (ref.masks != out.masks).float().mean() < 1e-3
+
+
 def test_synthetic_batch_is_fixed_size_with_cells_and_nuclei():
     samples = speed_mod.synthetic_batch(128, 2, seed=0)
     again = speed_mod.synthetic_batch(128, 2, seed=0)

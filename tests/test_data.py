@@ -106,7 +106,9 @@ def test_converter_on_hand_made_release(release, tmp_path):
     lv = summary['splits']['eval']['levels']
     assert (lv['easy']['images'], lv['medium']['instances'], lv['difficult']['images']) == (1, 2, 0)
     assert lv['medium']['per_class']['MCF-7 nucleus'] == dict(images=1, instances=1)
-    assert osp.isfile(osp.join(dst, 'summary.md'))
+    assert summary['splits']['eval']['max_instances_per_image'] == 2  # image 2 holds annotations 2 and 3
+    assert summary['splits']['train']['max_instances_per_image'] == 2
+    assert 'Instances per image: mean 1.5, max 2' in (tmp_path / 'out' / 'summary.md').read_text()
 
 
 def _expect_error(release, tmp_path, match):
