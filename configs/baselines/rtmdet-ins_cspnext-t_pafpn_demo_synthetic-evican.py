@@ -1,4 +1,4 @@
-# CPU-scale RTMDet-Ins for the demo data and budget (`scripts/benchmark.py accuracy`): mmdet's
+# CPU-scale RTMDet-Ins for the demo data and budget (`scripts/analysis_tools/benchmark.py accuracy`): mmdet's
 # RTMDet-Ins-tiny model and AdamW recipe from scratch, with the demo's data, pipeline, 450 iterations
 # x 2 images, seed 0 and evaluator, like the other CPU baselines. No pretrained weights.
 _base_ = 'mmdet::rtmdet/rtmdet-ins_tiny_8xb32-300e_coco.py'

@@ -1,4 +1,4 @@
-"""EvicanDataset: mmdet's CocoDataset on normalized EVICAN files (see ``scripts/prepare_evican.py``)."""
+"""EvicanDataset: mmdet's CocoDataset on normalized EVICAN files (see ``scripts/dataset_converters/prepare_evican.py``)."""
 import colorsys
 import json
 from typing import List
@@ -89,7 +89,7 @@ class EvicanDataset(CocoDataset):
         for c in categories:
             if 'kind' not in c:
                 raise ValueError(f'{self.ann_file}: category {c.get("name")!r} has no "kind": '
-                                 f'prepare the release with scripts/prepare_evican.py first')
+                                 f'prepare the release with scripts/dataset_converters/prepare_evican.py first')
         chosen = [c for c in categories if c['kind'] in SUBSETS[self.subset]]
         wanted = self._metainfo.get('classes') or ()
         if wanted:

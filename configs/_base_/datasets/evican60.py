@@ -1,4 +1,4 @@
-# EVICAN60 prepared by `scripts/prepare_evican.py <release> data/evican60`.
+# EVICAN60 prepared by `scripts/dataset_converters/prepare_evican.py <release> data/evican60`.
 # val = the fully annotated eval split (per difficulty level, as the paper reports); train/val of the
 # release are only partially annotated, so AP on them under-counts (see README).
 dataset_type = 'EvicanDataset'

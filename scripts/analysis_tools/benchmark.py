@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """DeepCIS against stock MMDetection models, both sides measured in one run.
 
-    python scripts/benchmark.py speed    [--device auto|cpu|cuda|cpu,cuda] [--size 512] [--repeats 3] [--models a,b,c,d]
-    python scripts/benchmark.py accuracy [--models d,cpu-mask,cpu-cascade]
-    python scripts/benchmark.py predict  [--checkpoint CKPT|random] [--sizes 1024,2048,4096,8192]
+    python scripts/analysis_tools/benchmark.py speed    [--device auto|cpu|cuda|cpu,cuda] [--size 512] [--repeats 3] [--models a,b,c,d]
+    python scripts/analysis_tools/benchmark.py accuracy [--models d,cpu-mask,cpu-cascade]
+    python scripts/analysis_tools/benchmark.py predict  [--checkpoint CKPT|random] [--sizes 1024,2048,4096,8192]
 
 speed: per-iteration training time (forward, loss, backward, SGD step on 2 images), per-image
 inference time and peak memory at a fixed input size, median of repeated runs after warm-up, for
@@ -30,16 +30,18 @@ import os.path as osp
 import shlex
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-os.chdir(osp.dirname(osp.dirname(osp.abspath(__file__))))  # configs and tools/ are repo-relative
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)  # the repository root: `scripts.*` importable
+os.chdir(ROOT)  # configs and tools/ are repo-relative
 
-from deepcis_mm.benchmarks.accuracy import ACCURACY_MODELS, COLUMNS, run_accuracy  # noqa: E402
-from deepcis_mm.benchmarks.predict import DEMO, SIZES, exponents, predict_table, random_checkpoint, \
-    run_predict_bench  # noqa: E402
-from deepcis_mm.benchmarks.speed import COMPONENTS, SPEED_MODELS, run_speed, speed_devices  # noqa: E402
-from deepcis_mm.benchmarks.tables import (accuracy_table, breakdown_table, machine_info,  # noqa: E402
-                                          speed_table, update_readme)
+from scripts.analysis_tools.benchmarks.accuracy import ACCURACY_MODELS, COLUMNS, run_accuracy  # noqa: E402
+from scripts.analysis_tools.benchmarks.predict import (DEMO, SIZES, exponents, predict_table,  # noqa: E402
+                                                       random_checkpoint, run_predict_bench)
+from scripts.analysis_tools.benchmarks.speed import (COMPONENTS, SPEED_MODELS, run_speed,  # noqa: E402
+                                                     speed_devices)
 from deepcis_mm.utils import atomic_write_json, atomic_write_text  # noqa: E402
+from scripts.analysis_tools.benchmarks.tables import (accuracy_table, breakdown_table,  # noqa: E402
+                                                      machine_info, speed_table, update_readme)
 
 
 def _select(models, keys: str, flag: str):
@@ -57,7 +59,7 @@ def _log(msg: str) -> None:
 
 def _publish(args, name: str, blocks, rows, extra: str) -> None:
     """``blocks``: (device, table) pairs, each printed under its machine line."""
-    command = 'python scripts/benchmark.py ' + ' '.join(shlex.quote(a) for a in sys.argv[1:])
+    command = 'python scripts/analysis_tools/benchmark.py ' + ' '.join(shlex.quote(a) for a in sys.argv[1:])
     stamp = datetime.datetime.now().strftime('%Y-%m-%d')
     text = f'`{command}` ({stamp}; {extra})\n\n'
     for device, table in blocks:

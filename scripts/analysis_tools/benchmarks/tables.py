@@ -5,7 +5,7 @@ import platform
 import re
 from typing import Dict, List, Optional
 
-from ..utils import atomic_write_text
+from deepcis_mm.utils import atomic_write_text
 
 
 def machine_info(device: str = 'cpu') -> str:

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-# (key, label, config) of the models compared by `scripts/benchmark.py accuracy`
+# (key, label, config) of the models compared by `scripts/analysis_tools/benchmark.py accuracy`
 ACCURACY_MODELS = (
     ('d', 'DeepCIS CPU demo (S14-DCNv2)', 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'),
     ('cpu-mask', 'Mask R-CNN R18-c16-FPN', 'configs/baselines/mask-rcnn_r18-c16_fpn_demo_synthetic-evican.py'),
@@ -36,8 +36,8 @@ COLUMNS = ([f'bbox_L{lvl}_mAP' for lvl in (1, 2, 3)] + ['bbox_mAP'] +
 def ensure_demo_data(src: str = DATA_SRC, dst: str = DATA_ROOT, log=print) -> None:
     """Write and convert the synthetic EVICAN of ``make demo`` (scripts/demo.sh stages 1-2, same
     arguments) unless it is there already."""
-    from ..datasets.release import convert_release
-    from ..datasets.synthetic import CULTURES, make_synthetic_evican
+    from scripts.dataset_converters.evican_release import convert_release
+    from scripts.dataset_converters.synthetic_evican import CULTURES, make_synthetic_evican
     if osp.isfile(osp.join(dst, 'annotations', 'instances_eval.json')):
         return
     log(f'writing the demo data: {src} -> {dst}')
@@ -65,7 +65,7 @@ def score_with_consensus(batches: Iterable[Tuple[dict, list]], build_evaluator: 
                          nms_cfg: dict, n_images: int) -> Dict[str, Dict[str, float]]:
     """Score (data batch, predicted samples) pairs twice: as predicted ('off') and after image-level
     culture consensus ('on', :func:`apply_culture_consensus` with ``nms_cfg``). Returns flat metrics."""
-    from ..models import apply_culture_consensus
+    from deepcis_mm.models import apply_culture_consensus
     evaluators = {name: build_evaluator() for name in ('off', 'on')}
     for ev in evaluators.values():
         ev.dataset_meta = dataset_meta
@@ -87,7 +87,7 @@ def evaluate(config: str, checkpoint: str, work_dir: str,
     import torch
     from mmengine.runner import load_checkpoint
 
-    from ..engine.runner_utils import build_runner, load_config
+    from deepcis_mm.engine.runner_utils import build_runner, load_config
     cfg = load_config(config, cfg_options, work_dir=work_dir)
     cfg.model.backbone.init_cfg = None
     cfg.log_level = 'WARNING'  # the benchmark prints its own table; no config dump per model
