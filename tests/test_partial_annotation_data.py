@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from deepcis_mm.datasets import convert_release, make_synthetic_evican
-from deepcis_mm.datasets.synthetic import blur_unannotated, culture_morphology, render_image
+from scripts.dataset_converters.evican_release import convert_release
+from scripts.dataset_converters.synthetic_evican import (blur_unannotated, culture_morphology, make_synthetic_evican,
+                                                         render_image)
 
 KW = dict(cultures=('HeLa', 'C2C12'), n_train=4, n_val=2, n_eval_per_level=1, size=128, seed=5)
 

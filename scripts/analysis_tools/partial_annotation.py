@@ -30,10 +30,9 @@ import time
 from typing import Dict, List, Tuple
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)  # repo root: scripts.*
 
-from ablation import AblationError, _from_root, run_variant  # noqa: E402
+from scripts.analysis_tools.ablation import AblationError, _from_root, run_variant  # noqa: E402
 
 DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
 REMEDY = 'configs/partial_annotation/deepcis_s14-dcnv2_fpn_demo_synthetic-evican_{}.py'
@@ -53,7 +52,8 @@ DEMO_DATA = dict(n_train=48, n_val=8, n_eval_per_level=10, size=256)
 
 def prepare_data(data_root: str, annotate_frac: float, seed: int, log=print) -> Dict[str, str]:
     """Write (once) the synthetic releases and their converted folders; return {kind: prepared root}."""
-    from deepcis_mm.datasets import CULTURES, convert_release, make_synthetic_evican
+    from scripts.dataset_converters.evican_release import convert_release
+    from scripts.dataset_converters.synthetic_evican import CULTURES, make_synthetic_evican
     out = {}
     for kind, frac in (('full', 1.0), ('partial', annotate_frac)):
         base = osp.join(data_root, f'frac{frac}' + (f'_seed{seed}' if seed else ''))
