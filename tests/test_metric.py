@@ -114,6 +114,11 @@ def test_recall_and_precision_at_iou50(known):
         assert ag['3']['precision_50'] is None
         assert flat[f'coco/{iou}_agnostic_precision_50'] == pytest.approx(5 / 6)
         assert flat[f'coco/{iou}_L2_AR_50'] == pytest.approx(0.5)
+    # a detection limit list of another length (summary limit: the third, 2): the 2 best per image
+    _, tables = run_metric(gt, preds, proposal_nums=(1, 1, 2, 100))
+    ag = tables['bbox']['agnostic']
+    assert ag['1']['precision_50'] == pytest.approx(3 / 3)  # image 1 keeps 0.95 and 0.9, image 2 its 0.7
+    assert ag['1']['AR_50'] == pytest.approx(1.0)
 
 
 def _random_case(tmp_path, seed, n_img=24):

@@ -61,14 +61,14 @@ def precision_at_score(E: COCOeval, img_ids: Sequence[int], score_thr: float = 0
     """
     pe = E._paramsEval
     t50 = int(np.argmin(np.abs(np.asarray(pe.iouThrs) - 0.5)))
-    wanted = set(img_ids)
+    wanted, limit = set(img_ids), summary_max_dets(pe)
     n_det = n_tp = n_gt = 0
     for e in E.evalImgs:
-        if e is None or e['image_id'] not in wanted or e['aRng'] != pe.areaRng[0] or \
-                e['maxDet'] != summary_max_dets(pe):
+        if e is None or e['image_id'] not in wanted or e['aRng'] != pe.areaRng[0]:
             continue
-        keep = (np.asarray(e['dtScores']) >= score_thr) & ~np.asarray(e['dtIgnore'][t50], bool)
-        matched = np.asarray(e['dtMatches'][t50]) > 0
+        # per-image detections are sorted by score and cut at the largest limit: cut at the summary's
+        keep = (np.asarray(e['dtScores'])[:limit] >= score_thr) & ~np.asarray(e['dtIgnore'][t50], bool)[:limit]
+        matched = np.asarray(e['dtMatches'][t50])[:limit] > 0
         n_det += int(keep.sum())
         n_tp += int((keep & matched).sum())
         n_gt += int((~np.asarray(e['gtIgnore'], bool)).sum())
