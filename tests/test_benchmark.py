@@ -1,4 +1,4 @@
-"""scripts/analysis_tools/benchmark.py: ratios, tables, README sections, the speed worker, post-hoc consensus."""
+"""scripts/analysis_tools/benchmark.py: ratios, tables, docs sections, the speed worker, post-hoc consensus."""
 import copy
 import json
 import math
@@ -12,7 +12,7 @@ import torch
 from conftest import ROOT
 from scripts.analysis_tools.benchmarks import speed as speed_mod
 from scripts.analysis_tools.benchmarks.accuracy import COLUMNS, evaluate
-from scripts.analysis_tools.benchmarks.tables import accuracy_table, breakdown_table, speed_table, update_readme
+from scripts.analysis_tools.benchmarks.tables import accuracy_table, breakdown_table, speed_table, update_section
 
 DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
 
@@ -59,17 +59,17 @@ def test_accuracy_table_percent_and_nan():
     assert line == '| m | on | 25.0 | n/a | n/a |'
 
 
-def test_update_readme_replaces_only_its_section(tmp_path):
+def test_update_section_replaces_only_its_section(tmp_path):
     readme = tmp_path / 'README.md'
     readme.write_text('intro\n<!-- benchmark:speed:start -->\nold\n<!-- benchmark:speed:end -->\n'
                       '<!-- benchmark:accuracy:start -->\nkeep\n<!-- benchmark:accuracy:end -->\n')
-    update_readme(str(readme), 'speed', 'new table\n')
+    update_section(str(readme), 'speed', 'new table\n')
     text = readme.read_text()
     assert 'new table' in text and 'old' not in text and 'keep' in text and text.startswith('intro\n')
-    update_readme(str(readme), 'speed', 'newer')  # idempotent markers
+    update_section(str(readme), 'speed', 'newer')  # idempotent markers
     assert readme.read_text().count('<!-- benchmark:speed:start -->') == 1 and 'newer' in readme.read_text()
     with pytest.raises(ValueError, match='markers'):
-        update_readme(str(readme), 'memory', 'x')
+        update_section(str(readme), 'memory', 'x')
 
 
 def test_measure_demo_model_train_and_infer():
@@ -250,8 +250,7 @@ def test_consensus_scoring_on_known_predictions(prepared):
                 scores.append(0.9)
                 n_right += 1
         n_all += len(anns)
-        sample = DetDataSample(metainfo=dict(img_id=img['id'], ori_shape=(img['height'], img['width']),
-                                             label_cultures=cultures, label_kinds=kinds))
+        sample = DetDataSample(metainfo=dict(img_id=img['id'], ori_shape=(img['height'], img['width'])))
         x, y, w, h = np.array([a['bbox'] for a in anns], np.float32).reshape(-1, 4).T
         sample.pred_instances = InstanceData(
             bboxes=torch.from_numpy(np.stack([x, y, x + w, y + h], 1)), scores=torch.tensor(scores),

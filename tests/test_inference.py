@@ -348,7 +348,7 @@ def test_predict_all_or_nothing(random_checkpoint, tmp_path, capsys):
 
 def test_consensus_after_tiles_relabels_and_removes_duplicates():
     pred = _fake_predictor(512, 128)
-    pred.cultures, pred.kinds = ['HeLa', 'HeLa', 'MCF-7', 'MCF-7'], ['cell', 'nucleus', 'cell', 'nucleus']
+    pred.class_table = (('HeLa', 'HeLa', 'MCF-7', 'MCF-7'), ('cell', 'nucleus', 'cell', 'nucleus'))
     pred.nms_cfg = dict(type='nms', iou_threshold=0.5)
     sq = np.ones((20, 20), bool)
     inst = Instances((100, 100), np.array([[0, 0, 20, 20], [1, 0, 21, 20], [50, 50, 70, 70]], np.float32),

@@ -20,8 +20,8 @@ predict: `deepcis predict` (read, tiles through the model, every export written)
 fields of growing size with the demo model (default: the `make demo` checkpoint; `random`: the demo
 config with random weights): time, megapixels/s, peak resident memory per size, growth exponents.
 
-Each writes work_dirs/benchmark/{speed,accuracy,predict}.{md,json}; --update-readme puts the speed or
-accuracy table in README.md between its benchmark markers.
+Each writes work_dirs/benchmark/{speed,accuracy,predict}.{md,json}; --update-docs puts the speed or
+accuracy table in docs/benchmarks.md between its benchmark markers.
 """
 import argparse
 import datetime
@@ -33,6 +33,7 @@ import sys
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)  # the repository root: `scripts.*` importable
 os.chdir(ROOT)  # configs and tools/ are repo-relative
+DOCS = 'docs/benchmarks.md'  # where --update-docs writes the speed and accuracy tables
 
 from scripts.analysis_tools.benchmarks.accuracy import ACCURACY_MODELS, COLUMNS, run_accuracy  # noqa: E402
 from scripts.analysis_tools.benchmarks.predict import (DEMO, SIZES, exponents, predict_table,  # noqa: E402
@@ -41,7 +42,7 @@ from scripts.analysis_tools.benchmarks.speed import (COMPONENTS, SPEED_MODELS, r
                                                      speed_devices)
 from deepcis_mm.utils import atomic_write_json, atomic_write_text  # noqa: E402
 from scripts.analysis_tools.benchmarks.tables import (accuracy_table, breakdown_table,  # noqa: E402
-                                                      machine_info, speed_table, update_readme)
+                                                      machine_info, speed_table, update_section)
 
 
 def _select(models, keys: str, flag: str):
@@ -69,9 +70,9 @@ def _publish(args, name: str, blocks, rows, extra: str) -> None:
     atomic_write_text(osp.join(args.out, f'{name}.md'), text)
     atomic_write_json(osp.join(args.out, f'{name}.json'), dict(command=command, rows=rows), indent=1)
     print('\n' + text)
-    if args.update_readme:
-        update_readme('README.md', name, text)
-        print(f'README.md: {name} table updated')
+    if args.update_docs:
+        update_section(DOCS, name, text)
+        print(f'{DOCS}: {name} table updated')
 
 
 def main() -> None:
@@ -107,7 +108,8 @@ def main() -> None:
     for q in (s, a, r):
         q.add_argument('--out', default='work_dirs/benchmark', help='where the table and JSON go')
         if q is not r:
-            q.add_argument('--update-readme', action='store_true', help='write the table into README.md')
+            q.add_argument('--update-docs', '--update-readme', dest='update_docs', action='store_true',
+                           help=f'write the table into {DOCS}')
     args = p.parse_args()
 
     if args.command == 'predict':
@@ -129,7 +131,7 @@ def main() -> None:
         load = ' '.join(f'{v:.1f}' for v in os.getloadavg())
         rows = run_predict_bench(sorted(sizes), args.config, ckpt, args.work_dir,
                                  extra=['--score-thr', str(args.score_thr)], log=_log, ap_max=args.ap_max)
-        args.update_readme = False
+        args.update_docs = False
         extra = (f'checkpoint {ckpt}, score threshold {args.score_thr:g}; one run per size, each in its own '
                  f'process; time = reading + tiles through the model + every export written (model loading excluded); load average before '
                  f'{load}, during each size in the JSON')

@@ -64,8 +64,11 @@ def train(config: str, work_dir: str, log=print) -> str:
 def score_with_consensus(batches: Iterable[Tuple[dict, list]], build_evaluator: Callable, dataset_meta: dict,
                          nms_cfg: dict, n_images: int) -> Dict[str, Dict[str, float]]:
     """Score (data batch, predicted samples) pairs twice: as predicted ('off') and after image-level
-    culture consensus ('on', :func:`apply_culture_consensus` with ``nms_cfg``). Returns flat metrics."""
+    culture consensus ('on', :func:`apply_culture_consensus` with ``nms_cfg`` and the class table of
+    ``dataset_meta``, the function the DeepCIS head uses). Returns flat metrics."""
+    from deepcis_mm.datasets import class_table
     from deepcis_mm.models import apply_culture_consensus
+    table = class_table(dataset_meta)
     evaluators = {name: build_evaluator() for name in ('off', 'on')}
     for ev in evaluators.values():
         ev.dataset_meta = dataset_meta
@@ -74,7 +77,7 @@ def score_with_consensus(batches: Iterable[Tuple[dict, list]], build_evaluator: 
         voted = []
         for sample in outputs:
             sample = sample.clone()
-            sample.pred_instances = apply_culture_consensus(sample.pred_instances, sample.metainfo, nms_cfg)
+            sample.pred_instances = apply_culture_consensus(sample.pred_instances, table, nms_cfg)
             voted.append(sample)
         evaluators['on'].process(data_samples=voted, data_batch=data)
     return {name: {k.split('/', 1)[-1]: v for k, v in ev.evaluate(n_images).items()}
@@ -87,6 +90,7 @@ def evaluate(config: str, checkpoint: str, work_dir: str,
     import torch
     from mmengine.runner import load_checkpoint
 
+    from deepcis_mm.engine import set_dataset_meta
     from deepcis_mm.engine.runner_utils import build_runner, load_config
     cfg = load_config(config, cfg_options, work_dir=work_dir)
     cfg.model.backbone.init_cfg = None
@@ -94,6 +98,7 @@ def evaluate(config: str, checkpoint: str, work_dir: str,
     runner = build_runner(cfg)
     load_checkpoint(runner.model, checkpoint, map_location='cpu', logger='silent')
     model, loader = runner.model, runner.test_dataloader
+    set_dataset_meta(model, loader.dataset.metainfo)  # as DatasetMetaHook does before runner.test()
     model.eval()
 
     def predictions():

@@ -1,4 +1,4 @@
-"""Markdown tables of the benchmarks, the machine they ran on, and their README sections."""
+"""Markdown tables of the benchmarks, the machine they ran on, and their sections in docs/benchmarks.md."""
 import math
 import os
 import platform
@@ -82,9 +82,9 @@ def accuracy_table(rows: List[Dict], columns: List[str]) -> str:
     return '\n'.join(lines)
 
 
-def update_readme(path: str, section: str, text: str) -> None:
+def update_section(path: str, section: str, text: str) -> None:
     """Replace what lies between ``<!-- benchmark:{section}:start -->`` and ``...:end -->`` in the
-    README (atomically); the markers must exist."""
+    markdown file ``path`` (atomically); the markers must exist."""
     with open(path) as f:
         readme = f.read()
     start, end = f'<!-- benchmark:{section}:start -->', f'<!-- benchmark:{section}:end -->'
