@@ -207,8 +207,7 @@ def main(argv=None) -> None:
     from mmdet.utils import register_all_modules
 
     import deepcis_mm  # noqa: F401
-    from deepcis_mm.apis.exports import OutputFolder, PredictionWriter, predict_files
-    from deepcis_mm.apis.inference import Predictor, image_size
+    from deepcis_mm.apis import OutputFolder, PredictionWriter, Predictor, image_size, predict_files
     register_all_modules(init_default_scope=True)
     predictor = Predictor(a.config, a.checkpoint, score_thr=a.score_thr, tile_size=a.tile_size,
                           tile_overlap=a.tile_overlap, batch_size=a.batch_size)
