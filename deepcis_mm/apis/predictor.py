@@ -131,7 +131,7 @@ class Predictor:
             rcnn_test['score_thr'] = max(float(rcnn_test.get('score_thr', 0.0)), score_thr)
         # the caps were set for the training images' size: a tile (or a whole image up to a tile) that
         # holds more objects gets proportionally more, so whole and tiled predictions agree
-        self.budget_factor = scale_detection_budget(cfg, tile_size * scale)
+        scale_detection_budget(cfg, tile_size * scale)
         model = self._load_weights(cfg, checkpoint, config, device)  # sets model.dataset_meta
         classes = list(model.dataset_meta.get('classes') or [])
         if not classes:

@@ -39,11 +39,11 @@ def model_input_side(cfg: Config) -> int:
     return 1024
 
 
-def scale_detection_budget(cfg: Config, input_side: float) -> float:
+def scale_detection_budget(cfg: Config, input_side: float) -> None:
     """Raise the per-image proposal and detection caps (``nms_pre``, ``max_per_img`` of the test_cfg and
     its ``rpn``/``rcnn`` parts) in proportion to the model-input area of one tile over the area they
     were set for (the short side of the config's test ``Resize`` squared), so that a dense tile or a
-    whole large image is not cut at the count a small training image needed. Returns the factor (>= 1)."""
+    whole large image is not cut at the count a small training image needed (in place)."""
     from mmdet.utils import get_test_pipeline_cfg
     ref = None
     try:
@@ -61,4 +61,3 @@ def scale_detection_budget(cfg: Config, input_side: float) -> float:
             for key in ('nms_pre', 'max_per_img'):
                 if isinstance(part.get(key), int) and part[key] > 0:
                     part[key] = int(math.ceil(part[key] * factor))
-    return factor
