@@ -11,7 +11,7 @@ import torch
 
 from conftest import ROOT
 from scripts.analysis_tools.benchmarks import speed as speed_mod
-from scripts.analysis_tools.benchmarks import speed_suite
+from scripts.analysis_tools.benchmarks import profiling, speed_suite
 from scripts.analysis_tools.benchmarks import synthetic_batch as batch_mod
 from scripts.analysis_tools.benchmarks.accuracy import COLUMNS, evaluate
 from scripts.analysis_tools.benchmarks.tables import accuracy_table, breakdown_table, speed_table, update_section
@@ -279,10 +279,10 @@ def test_flop_count_of_a_deformable_conv_by_hand():
     x = torch.rand(1, 3, 8, 8, requires_grad=True)
     offset_conv = 2 * (27 * 8 * 8) * (3 * 9)  # 2 FLOPs per multiply-add: outputs x (in x k x k)
     dcn = 2 * (4 * 8 * 8) * (3 * 9)  # invisible to torch: counted by the hook
-    with torch.no_grad(), speed_mod.FlopCount(m, backward=False) as fc:
+    with torch.no_grad(), profiling.FlopCount(m, backward=False) as fc:
         m(x)
     assert fc.total == offset_conv + dcn == 107136
-    with speed_mod.FlopCount(m, backward=True) as fc:
+    with profiling.FlopCount(m, backward=True) as fc:
         m(x).sum().backward()
     assert fc.total == 3 * (offset_conv + dcn)  # backward: gradients of input and weights
 
