@@ -25,7 +25,7 @@ def predict(args) -> int:
             args.input, args.config, args.checkpoint, args.out, overwrite=args.overwrite, gt=args.gt,
             skip_bad=args.skip_bad, quiet=args.quiet, device=args.device, score_thr=args.score_thr,
             consensus=args.consensus, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
-            scale=args.scale, batch_size=args.batch_size)
+            scale=args.scale, batch_size=args.batch_size, fuse_conv_bn=args.fuse_conv_bn)
     except InputError as e:
         print(f'deepcis predict: error: {e}', file=sys.stderr)
         return 2
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help='overlap of neighbouring tiles in model-input px (default: a quarter tile); '
                          'objects larger than this may be cut')
     pr.add_argument('--batch-size', type=int, default=1, help='tiles per forward pass')
+    pr.add_argument('--no-fuse-conv-bn', dest='fuse_conv_bn', action='store_false',
+                    help='keep BN layers apart from their convs (default: folded, mmcv fuse_conv_bn)')
     pr.add_argument('--score-thr', type=float, default=0.3)
     pr.add_argument('--consensus', action='store_true',
                     help='image-level culture consensus (one culture per image; not for co-cultures)')
