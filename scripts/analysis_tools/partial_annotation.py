@@ -46,22 +46,20 @@ VARIANTS: Dict[str, Tuple[str, str]] = {
     'blurred-ignore': (REMEDY.format('ignore-unannotated'), 'blurred'),
 }
 DEFAULT_VARIANTS = 'full,naive,ignore,known-background,blurred'
-# the demo's data (scripts/demo.sh)
-DEMO_DATA = dict(n_train=48, n_val=8, n_eval_per_level=10, size=256)
 
 
 def prepare_data(data_root: str, annotate_frac: float, seed: int, log=print) -> Dict[str, str]:
     """Write (once) the synthetic releases and their converted folders; return {kind: prepared root}."""
     from scripts.dataset_converters.evican_release import convert_release
-    from scripts.dataset_converters.synthetic_evican import CULTURES, make_synthetic_evican
+    from scripts.dataset_converters.synthetic_evican import DEMO_DATA, make_synthetic_evican
     out = {}
     for kind, frac in (('full', 1.0), ('partial', annotate_frac)):
         base = osp.join(data_root, f'frac{frac}' + (f'_seed{seed}' if seed else ''))
         release = osp.join(base, 'release')
         if not osp.isfile(osp.join(release, 'instances_eval2019_difficult_EVICAN60.json')):
             log(f'writing synthetic release (annotated fraction {frac:g}) -> {release}')
-            make_synthetic_evican(release, CULTURES[:4], seed=seed, annotate_frac=frac,
-                                  blurred_background=(kind == 'partial'), **DEMO_DATA)
+            make_synthetic_evican(release, **dict(DEMO_DATA, seed=seed), annotate_frac=frac,
+                                  blurred_background=(kind == 'partial'))
         targets = [(kind, osp.join(base, 'prepared'), None)]
         if kind == 'partial':
             blurred = {s: osp.join(release, 'Images', f'EVICAN_{s}2019_BGblurred') for s in ('train', 'val')}

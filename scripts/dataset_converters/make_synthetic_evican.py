@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root: scripts.*
 
-from scripts.dataset_converters.synthetic_evican import CULTURES, make_synthetic_evican  # noqa: E402
+from scripts.dataset_converters.synthetic_evican import CULTURES, DEMO_DATA, make_synthetic_evican  # noqa: E402
 
 
 def main(argv=None):
@@ -36,9 +36,17 @@ def main(argv=None):
                    help='their Gaussian blur sigma in px at --size 256 (scaled with --size)')
     p.add_argument('--variant', default='EVICAN60', choices=['EVICAN60', 'EVICAN2'])
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--demo', action='store_true',
+                   help='the data of `make demo`: ' + ', '.join(
+                       f'{k}={",".join(v) if k == "cultures" else v}' for k, v in DEMO_DATA.items())
+                   + ' (overrides those options)')
     args = p.parse_args(argv)
     if not 0.0 <= args.annotate_frac <= 1.0:
         p.error('--annotate-frac: between 0 and 1')
+    if args.demo:
+        args.cultures = ','.join(DEMO_DATA['cultures'])
+        args.train, args.val = DEMO_DATA['n_train'], DEMO_DATA['n_val']
+        args.eval_per_level, args.seed = DEMO_DATA['n_eval_per_level'], DEMO_DATA['seed']
     if args.cultures.isdigit():
         n = int(args.cultures)
         if not 1 <= n <= len(CULTURES):
