@@ -27,6 +27,9 @@ def main(argv=None):
                    help='fraction of train/val cells annotated (EVICAN is partially annotated)')
     p.add_argument('--variant', default='EVICAN60', choices=['EVICAN60', 'EVICAN2'])
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--coculture', type=int, default=0, metavar='N',
+                   help='also write N co-culture eval images (two cultures per field) as the extra eval '
+                        'subset instances_eval2019_coculture_<variant>.json (default 0: none)')
     args = p.parse_args(argv)
     if args.cultures.isdigit():
         n = int(args.cultures)
@@ -37,7 +40,8 @@ def main(argv=None):
         cultures = tuple(c.strip() for c in args.cultures.split(',') if c.strip())
     t = time.time()
     counts = make_synthetic_evican(args.out, cultures, args.train, args.val, args.eval_per_level,
-                                   args.size, args.eval_size, args.seed, args.annotate_frac, args.variant)
+                                   args.size, args.eval_size, args.seed, args.annotate_frac, args.variant,
+                                   n_coculture=args.coculture)
     n_img = sum(c['images'] for c in counts.values())
     print(f'wrote {n_img} images ({", ".join(cultures)}) to {args.out} in {time.time() - t:.1f} s')
     return 0

@@ -67,3 +67,25 @@ def parse_categories(categories: List[dict], source: str) -> Dict[int, Tuple[Opt
 def class_name(culture: Optional[str], kind: str) -> str:
     """The normalized class name written by the converter: ``'<culture> <kind>'`` (or just the kind)."""
     return f'{culture} {kind}' if culture else kind
+
+
+def class_table(dataset_meta: Optional[dict]) -> Tuple[Tuple[Optional[str], ...], Tuple[str, ...]]:
+    """(cultures, kinds) per label from a ``dataset_meta`` (``classes`` plus ``cultures``/``kinds`` as
+    EvicanDataset writes them; names are parsed where those are missing). Raises naming the class that
+    has no known kind."""
+    meta = dataset_meta or {}
+    classes = tuple(meta.get('classes') or ())
+    if not classes:
+        raise ValueError('dataset_meta has no "classes": the model needs the dataset\'s class table '
+                         '(set by DatasetMetaHook in training/testing, from the checkpoint in predict)')
+    cultures, kinds = meta.get('cultures'), meta.get('kinds')
+    if cultures is not None and kinds is not None and len(cultures) == len(kinds) == len(classes):
+        return tuple(cultures), tuple(kinds)
+    parsed = []
+    for name in classes:
+        res = parse_category(name)
+        if res is None:
+            raise ValueError(f'dataset_meta: class {name!r} has no known kind (expected e.g. "HeLa cell", '
+                             f'"HeLa_Nucleus")')
+        parsed.append(res)
+    return tuple(p[0] for p in parsed), tuple(p[1] for p in parsed)

@@ -37,7 +37,7 @@ def load_config(path: str, cfg_options: Optional[dict] = None, work_dir: Optiona
 
 
 # registered on every runner the tools build (unless the config lists them already)
-RUNNER_HOOKS = ('CheckpointFitHook', 'RNGStateHook')
+RUNNER_HOOKS = ('CheckpointFitHook', 'RNGStateHook', 'DatasetMetaHook')
 
 
 def build_runner(cfg: Config) -> Runner:
