@@ -35,7 +35,8 @@ def predict(args) -> int:
             with contextlib.redirect_stdout(io.StringIO()):
                 gt = COCO(args.gt)
         writer = PredictionWriter(OutputFolder(args.out, args.overwrite), predictor.classes, predictor.cultures,
-                                  predictor.kinds, predictor.palette, gt)
+                                  predictor.kinds, predictor.palette, gt,
+                                  image_culture=predictor.has_image_culture)
         for path in paths:
             writer.gt_image(path)  # every input must be in --gt before anything runs
         predict_files(predictor, paths, writer, skip_bad=args.skip_bad, quiet=args.quiet)

@@ -268,6 +268,12 @@ class Predictor:
         if not classes:
             raise InputError(f'{checkpoint}: no class names in its meta (train it with tools/train.py)')
         self.model, self.cfg, self.classes = model.eval(), cfg, classes
+        try:  # class meaning travels with the checkpoint (the image culture branch needs it)
+            model.dataset_meta = dict(meta)
+        except ValueError as e:
+            raise InputError(f'{checkpoint}: {e}') from None
+        self.has_image_culture = hasattr(getattr(model, 'roi_head', None), 'img_culture_head')
+        self.image_cultures = None  # this image's tiles: (pixels, culture names, image culture posterior)
         parsed = [parse_category(c) or (c, 'cell') for c in classes]
         self.cultures = [p[0] or c for p, c in zip(parsed, classes)]
         self.kinds = [p[1] for p in parsed]
@@ -333,6 +339,9 @@ class Predictor:
             outs = self.model.test_step(data)
         res = []
         for tile, out in zip(tiles, outs):
+            if 'image_culture_probs' in out.metainfo and self.image_cultures is not None:
+                self.image_cultures.append((tile.shape[0] * tile.shape[1], out.metainfo['image_cultures'],
+                                            out.metainfo['image_culture_probs']))
             pred = out.pred_instances
             keep = [i for i in range(len(pred)) if float(pred.scores[i]) >= self.score_thr
                     and not isinstance(pred.masks, torch.Tensor) and pred.masks[i] is not None]
@@ -357,6 +366,7 @@ class Predictor:
         xs = sorted({x for _, x, _, _ in tiles})
         ycuts, xcuts = core_cuts(ys, t, h), core_cuts(xs, t, w)
         parts = []
+        self.image_cultures = []
         for start in range(0, len(tiles), self.batch_size):
             batch = tiles[start:start + self.batch_size]
             found = self._infer([img[y0:y0 + th, x0:x0 + tw] for y0, x0, th, tw in batch])
@@ -381,7 +391,9 @@ class Predictor:
         inst = Instances.concat(parts, (h, w))
         if self.consensus:
             inst = self._consensus(inst)
-        return resolve_overlaps(inst, self.kinds)
+        inst = resolve_overlaps(inst, self.kinds)
+        inst.image_culture = image_culture_of_tiles(self.image_cultures)
+        return inst
 
     def _consensus(self, inst: Instances) -> Instances:
         """Image-level culture vote, then class-wise NMS again (see models/culture_consensus.py)."""
@@ -396,6 +408,17 @@ class Predictor:
         inst = inst.select(keep)
         inst.labels = labels.numpy()[keep]
         return inst
+
+
+def image_culture_of_tiles(tiles: Sequence[tuple]) -> Optional[Tuple[str, float]]:
+    """(culture, probability) of an image from its tiles' image-culture posteriors
+    ``(pixels, culture names, probs)``: their pixel-weighted mean; None without the branch."""
+    if not tiles:
+        return None
+    weights = np.array([t[0] for t in tiles], np.float64)
+    probs = (np.array([t[2] for t in tiles], np.float64) * weights[:, None]).sum(0) / weights.sum()
+    best = int(np.argmax(probs))
+    return str(tiles[0][1][best]), float(probs[best])
 
 
 def _first_line(e: BaseException) -> str:

@@ -63,12 +63,14 @@ class ImageCultureHead(BaseModule):
     def loss(self, x: Sequence[Tensor], labels_list: List[Tensor], label_culture: Sequence[int]) -> dict:
         """``loss_img_culture``: soft-target cross-entropy over the images with a culture."""
         logits = self(x)
+        if logits.shape[0] != len(labels_list):
+            raise ValueError(f'ImageCultureHead: {logits.shape[0]} images of features, {len(labels_list)} of labels')
         targets, valid = image_culture_targets(labels_list, label_culture, self.num_cultures)
         log_p = F.log_softmax(logits, dim=1)
         per_image = -(targets * log_p).sum(1)
-        # sum over valid images / batch size: a batch without any culture still gives a (zero) loss
-        # in the graph, as DDP needs every parameter used
-        loss = (per_image * valid.float()).sum() / max(len(labels_list), 1)
+        # mean over the images with a culture; a batch without any still gives a (zero) loss in the
+        # graph, as DDP needs every parameter used
+        loss = (per_image * valid.float()).sum() / valid.float().sum().clamp_min(1.0)
         return dict(loss_img_culture=self.loss_weight * loss)
 
     def predict(self, x: Sequence[Tensor]) -> Tensor:
