@@ -14,11 +14,11 @@ mkdir -p "$WORK"
 stage() { echo; echo "=== demo: $* ($(( $(date +%s) - start )) s)"; }
 
 stage "1/5 synthetic EVICAN in the release layout -> $SRC"
-"$PY" scripts/make_synthetic_evican.py "$SRC" --cultures 4 --train 48 --val 8 --eval-per-level 10 --seed 0
+"$PY" scripts/dataset_converters/make_synthetic_evican.py "$SRC" --cultures 4 --train 48 --val 8 --eval-per-level 10 --seed 0
 stage "2/5 EVICAN converter -> $DST"
-"$PY" scripts/prepare_evican.py "$SRC" "$DST" | tee "$WORK/dataset_summary.md"
+"$PY" scripts/dataset_converters/prepare_evican.py "$SRC" "$DST" | tee "$WORK/dataset_summary.md"
 stage "3/5 instance statistics and suggested anchors -> $WORK/stats"
-"$PY" scripts/dataset_stats.py "$DST" --out "$WORK/stats"
+"$PY" scripts/analysis_tools/dataset_stats.py "$DST" --out "$WORK/stats"
 stage "4/5 train $CONFIG (log: $WORK/train.log)"
 "$PY" tools/train.py "$CONFIG" --work-dir "$WORK" > "$WORK/train.log" 2>&1 || {
   tail -n 30 "$WORK/train.log"; echo "demo: training failed, see $WORK/train.log" >&2; exit 1; }

@@ -17,7 +17,7 @@ register_all_modules(init_default_scope=True)
 @pytest.fixture(scope='session')
 def synthetic_release(tmp_path_factory):
     """A small synthetic release (3 cultures) in the EVICAN layout."""
-    from deepcis_mm.datasets import make_synthetic_evican
+    from scripts.dataset_converters.synthetic_evican import make_synthetic_evican
     root = str(tmp_path_factory.mktemp('release'))
     make_synthetic_evican(root, cultures=('HeLa', 'MCF-7', 'SW-480'), n_train=6, n_val=3,
                           n_eval_per_level=3, size=128, seed=1)
@@ -27,7 +27,7 @@ def synthetic_release(tmp_path_factory):
 @pytest.fixture(scope='session')
 def prepared(synthetic_release, tmp_path_factory):
     """The synthetic release normalized by the converter."""
-    from deepcis_mm.datasets import convert_release
+    from scripts.dataset_converters.evican_release import convert_release
     dst = str(tmp_path_factory.mktemp('prepared'))
     convert_release(synthetic_release, dst, verbose=False)
     return dst

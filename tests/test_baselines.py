@@ -42,7 +42,7 @@ def test_baseline_builds_trains_and_predicts(path):
     detector, num_classes = BASELINES[path]
     assert type(model).__name__ == detector and model.bbox_head.num_classes == num_classes
     # the accuracy benchmark's consensus re-runs the final NMS: here the dense head's
-    from deepcis_mm.benchmarks.accuracy import consensus_nms_cfg
+    from scripts.analysis_tools.benchmarks.accuracy import consensus_nms_cfg
     assert consensus_nms_cfg(model) == cfg.model.test_cfg.nms and consensus_nms_cfg(model)['type'] == 'nms'
     torch.manual_seed(0)
     model.train()

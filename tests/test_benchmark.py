@@ -1,4 +1,4 @@
-"""scripts/benchmark.py: ratios, tables, README sections, the speed worker, post-hoc consensus."""
+"""scripts/analysis_tools/benchmark.py: ratios, tables, docs sections, the speed worker, post-hoc consensus."""
 import copy
 import json
 import math
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from conftest import ROOT
-from deepcis_mm.benchmarks import speed as speed_mod
-from deepcis_mm.benchmarks.accuracy import COLUMNS, evaluate
-from deepcis_mm.benchmarks.tables import accuracy_table, breakdown_table, speed_table, update_readme
+from scripts.analysis_tools.benchmarks import speed as speed_mod
+from scripts.analysis_tools.benchmarks.accuracy import COLUMNS, evaluate
+from scripts.analysis_tools.benchmarks.tables import accuracy_table, breakdown_table, speed_table, update_section
 
 DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
 
@@ -59,17 +59,17 @@ def test_accuracy_table_percent_and_nan():
     assert line == '| m | on | 25.0 | n/a | n/a |'
 
 
-def test_update_readme_replaces_only_its_section(tmp_path):
+def test_update_section_replaces_only_its_section(tmp_path):
     readme = tmp_path / 'README.md'
     readme.write_text('intro\n<!-- benchmark:speed:start -->\nold\n<!-- benchmark:speed:end -->\n'
                       '<!-- benchmark:accuracy:start -->\nkeep\n<!-- benchmark:accuracy:end -->\n')
-    update_readme(str(readme), 'speed', 'new table\n')
+    update_section(str(readme), 'speed', 'new table\n')
     text = readme.read_text()
     assert 'new table' in text and 'old' not in text and 'keep' in text and text.startswith('intro\n')
-    update_readme(str(readme), 'speed', 'newer')  # idempotent markers
+    update_section(str(readme), 'speed', 'newer')  # idempotent markers
     assert readme.read_text().count('<!-- benchmark:speed:start -->') == 1 and 'newer' in readme.read_text()
     with pytest.raises(ValueError, match='markers'):
-        update_readme(str(readme), 'memory', 'x')
+        update_section(str(readme), 'memory', 'x')
 
 
 def test_measure_demo_model_train_and_infer():
@@ -88,6 +88,41 @@ def test_measure_demo_model_train_and_infer():
         speed_mod.measure(osp.join(ROOT, DEMO), 'export', size=96, warmup=0, repeats=1)
 
 
+def test_measure_proposal_count_and_conv_bn_fusion():
+    # 4 proposals x 8 classes bound the detections (score threshold 0); the configured 300 give 100
+    few = speed_mod.measure(osp.join(ROOT, DEMO), 'infer', size=96, warmup=0, repeats=1, proposals=4)
+    assert 0 < few['dets'] <= 4 * 8 and few['cpu_median'] > 0
+    fused = speed_mod.measure(osp.join(ROOT, DEMO), 'infer', size=96, warmup=0, repeats=1, fuse=True)
+    assert fused['dets'] == 100
+    with pytest.raises(ValueError, match='inference only'):
+        speed_mod.measure(osp.join(ROOT, DEMO), 'train', size=96, warmup=0, repeats=1, fuse=True)
+    with pytest.raises(ValueError, match='two-stage'):
+        speed_mod.build_model(osp.join(ROOT, 'configs/baselines/rtmdet-ins_cspnext-t_pafpn_demo_synthetic-evican.py'),
+                              'cpu', proposals=10)
+
+
+def test_conv_bn_fusion_keeps_the_detections():
+    from mmcv.cnn import fuse_conv_bn
+    torch.manual_seed(0)
+    model = speed_mod.build_model(osp.join(ROOT, DEMO), 'cpu', dets=50).eval()
+    for m in model.modules():  # BN statistics other than the identity, so that fusion has work to do
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    data = speed_mod._collate(speed_mod.synthetic_batch(128, 1, 0))
+    with torch.no_grad():
+        ref = model.test_step(data)[0].pred_instances
+        fused_model = fuse_conv_bn(copy.deepcopy(model))
+        out = fused_model.test_step(data)[0].pred_instances
+    n_bn = [sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in x.modules())
+            for x in (model, fused_model)]
+    assert n_bn[1] < n_bn[0] / 4  # most BNs folded (those after deformable convs stay)
+    assert len(ref) == len(out) == 50
+    assert torch.equal(ref.labels, out.labels)
+    assert torch.allclose(ref.bboxes, out.bboxes, atol=1e-2)
+    assert (ref.masks != out.masks).float().mean() < 1e-3
+
+
 def test_synthetic_batch_is_fixed_size_with_cells_and_nuclei():
     samples = speed_mod.synthetic_batch(128, 2, seed=0)
     again = speed_mod.synthetic_batch(128, 2, seed=0)
@@ -101,19 +136,19 @@ def test_synthetic_batch_is_fixed_size_with_cells_and_nuclei():
 
 def test_benchmark_speed_command_writes_tables(tmp_path):
     out = tmp_path / 'bench'
-    res = subprocess.run([sys.executable, 'scripts/benchmark.py', 'speed', '--models', 'd', '--size', '96',
-                          '--warmup', '0', '--repeats', '1', '--infer-repeats', '1', '--out', str(out)],
+    res = subprocess.run([sys.executable, 'scripts/analysis_tools/benchmark.py', 'speed', '--models', 'd',
+                          '--size', '96', '--warmup', '0', '--repeats', '1', '--infer-repeats', '1', '--out', str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     md = (out / 'speed.md').read_text()
-    assert 'scripts/benchmark.py speed --models d' in md and 'Machine:' in md and '| (d) ' in md
+    assert 'scripts/analysis_tools/benchmark.py speed --models d' in md and 'Machine:' in md and '| (d) ' in md
     rows = json.loads((out / 'speed.json').read_text())['rows']
     assert [r['key'] for r in rows] == ['d'] and rows[0]['train']['median'] > 0
-    bad = subprocess.run([sys.executable, 'scripts/benchmark.py', 'speed', '--models', 'z'], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, 'scripts/analysis_tools/benchmark.py', 'speed', '--models', 'z'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and '--models z unknown' in bad.stderr
-    bad = subprocess.run([sys.executable, 'scripts/benchmark.py', 'speed', '--device', 'tpu'], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, 'scripts/analysis_tools/benchmark.py', 'speed', '--device', 'tpu'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and 'error: --device tpu unknown' in bad.stderr
 
 
@@ -190,7 +225,7 @@ def test_consensus_scoring_on_known_predictions(prepared):
     from mmengine.structures import InstanceData
     from pycocotools.coco import COCO
 
-    from deepcis_mm.benchmarks.accuracy import score_with_consensus
+    from scripts.analysis_tools.benchmarks.accuracy import score_with_consensus
     ann = prepared + '/annotations/instances_eval.json'
     ds = DATASETS.build(dict(type='EvicanDataset', data_root=prepared + '/', ann_file='annotations/instances_eval.json',
                              data_prefix=dict(img='images/eval/'), test_mode=True, pipeline=[]))
@@ -215,8 +250,7 @@ def test_consensus_scoring_on_known_predictions(prepared):
                 scores.append(0.9)
                 n_right += 1
         n_all += len(anns)
-        sample = DetDataSample(metainfo=dict(img_id=img['id'], ori_shape=(img['height'], img['width']),
-                                             label_cultures=cultures, label_kinds=kinds))
+        sample = DetDataSample(metainfo=dict(img_id=img['id'], ori_shape=(img['height'], img['width'])))
         x, y, w, h = np.array([a['bbox'] for a in anns], np.float32).reshape(-1, 4).T
         sample.pred_instances = InstanceData(
             bboxes=torch.from_numpy(np.stack([x, y, x + w, y + h], 1)), scores=torch.tensor(scores),
@@ -252,7 +286,7 @@ def test_flop_count_of_a_deformable_conv_by_hand():
 
 
 def test_predict_benchmark_exponents_table_and_one_small_field(tmp_path):
-    from deepcis_mm.benchmarks import predict as pb
+    from scripts.analysis_tools.benchmarks import predict as pb
     assert pb.growth_exponent([1, 4, 16, 64], [3, 12, 48, 192]) == pytest.approx(1.0)
     assert pb.growth_exponent([1, 4], [1, 8]) == pytest.approx(1.5)
     assert pb.growth_exponent([1], [1]) is None
@@ -277,7 +311,7 @@ def test_field_ap50_of_known_detections(tmp_path):
 
     from pycocotools import mask as mask_utils
 
-    from deepcis_mm.benchmarks import predict as pb
+    from scripts.analysis_tools.benchmarks import predict as pb
     img, n, objects = pb.make_field(512, with_objects=True)
     assert len(objects) == n and {lab for _, lab in objects} <= set(range(8))
     rles = [mask_utils.merge(mask_utils.frPyObjects([poly.ravel().tolist()], 512, 512)) for poly, _ in objects]

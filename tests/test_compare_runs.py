@@ -1,4 +1,4 @@
-"""deepcis compare / compare_runs.py on hand-made ap_tables folders."""
+"""deepcis compare on hand-made ap_tables folders."""
 import csv
 import json
 import os
@@ -136,11 +136,11 @@ def test_broken_metrics_json_names_the_file(tmp_path, runs):
     os.makedirs(bad)
     with open(osp.join(bad, 'metrics.json'), 'w') as f:
         f.write('{"tables": ')
-    res = subprocess.run([sys.executable, 'scripts/analysis_tools/compare_runs.py', a, str(tmp_path / 'bad'),
+    res = subprocess.run([sys.executable, '-m', 'deepcis_mm.cli', 'compare', a, str(tmp_path / 'bad'),
                           '--out', str(tmp_path / 'cmp')], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith('compare_runs.py: error: ') and \
+    assert len(lines) == 1 and lines[0].startswith('deepcis compare: error: ') and \
         lines[0].endswith('metrics.json: not valid JSON (Expecting value: line 1 column 12 (char 11))')
     assert not osp.exists(tmp_path / 'cmp')  # nothing written on bad input
 

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from deepcis_mm.datasets import (EvicanDataset, ReleaseError, convert_release, make_synthetic_evican,
-                                 parse_category)
+from deepcis_mm.datasets import EvicanDataset, parse_category
+from scripts.dataset_converters.evican_release import ReleaseError, convert_release
+from scripts.dataset_converters.synthetic_evican import make_synthetic_evican
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -105,7 +106,9 @@ def test_converter_on_hand_made_release(release, tmp_path):
     lv = summary['splits']['eval']['levels']
     assert (lv['easy']['images'], lv['medium']['instances'], lv['difficult']['images']) == (1, 2, 0)
     assert lv['medium']['per_class']['MCF-7 nucleus'] == dict(images=1, instances=1)
-    assert osp.isfile(osp.join(dst, 'summary.md'))
+    assert summary['splits']['eval']['max_instances_per_image'] == 2  # image 2 holds annotations 2 and 3
+    assert summary['splits']['train']['max_instances_per_image'] == 2
+    assert 'Instances per image: mean 1.5, max 2' in (tmp_path / 'out' / 'summary.md').read_text()
 
 
 def _expect_error(release, tmp_path, match):
@@ -180,7 +183,7 @@ def test_image_size_mismatch_is_fixed_or_fails(release, tmp_path):
 
 def test_prepare_cli_one_line_error(release, tmp_path):
     os.remove(release / 'Images/EVICAN_train2019/a.jpg')
-    res = subprocess.run([sys.executable, osp.join(ROOT, 'scripts/prepare_evican.py'), str(release),
+    res = subprocess.run([sys.executable, osp.join(ROOT, 'scripts/dataset_converters/prepare_evican.py'), str(release),
                           str(tmp_path / 'o')], capture_output=True, text=True)
     assert res.returncode == 2
     assert res.stderr.strip().count('\n') == 0
@@ -221,7 +224,7 @@ def test_generator_is_deterministic_and_in_release_layout(tmp_path):
 def test_partial_annotation_on_train(tmp_path):
     make_synthetic_evican(str(tmp_path), cultures=('HeLa',), n_train=4, n_val=1, n_eval_per_level=1,
                           size=128, annotate_frac=0.5, seed=0)
-    from deepcis_mm.datasets.synthetic import culture_morphology, render_image
+    from scripts.dataset_converters.synthetic_evican import culture_morphology, render_image
     rng = np.random.default_rng((0, 1, 0))
     _, objects = render_image(rng, 128, 128, culture_morphology(0), 0, 0.5)
     with open(tmp_path / 'instances_train2019_EVICAN60.json') as f:
@@ -243,7 +246,7 @@ def test_evican_dataset_subsets(prepared, subset, n_classes, kinds):
     for i in range(len(ds)):
         info = ds.get_data_info(i)
         assert info['difficulty'] in (1, 2, 3) and info['culture']
-        assert info['label_cultures'] == ds.metainfo['cultures'] and info['label_kinds'] == ds.metainfo['kinds']
+        assert 'label_cultures' not in info  # the class table is the dataset's metainfo, not per image
         expected = sorted(name_of[a['category_id']] for a in coco['annotations']
                           if a['image_id'] == info['img_id'] and name_of[a['category_id']] in classes)
         assert sorted(classes[inst['bbox_label']] for inst in info['instances']) == expected
@@ -265,14 +268,14 @@ def test_evican_dataset_errors(prepared):
 
 
 def test_anchor_statistics_on_known_boxes(prepared, tmp_path):
-    from deepcis_mm.datasets.anchor_stats import coverage, shape_iou, suggest_anchors
+    from scripts.analysis_tools.anchor_stats import coverage, shape_iou, suggest_anchors
     wh = np.array([[10.0, 10.0]] * 60 + [[10.0, 40.0]] * 40)
     sug = suggest_anchors(wh, n_sizes=3)
     assert sug['sizes'] == [10, 14, 20] and sug['ratios'] == [1.0, 4.0]
     assert shape_iou(np.array([[10.0, 10.0]]), np.array([[20.0, 20.0]]))[0, 0] == pytest.approx(0.25)
     assert coverage(wh, [10, 20], [1.0, 4.0]) == 1.0
     assert coverage(wh, [40], [1.0]) == 0.0  # 10x10 vs 40x40: IoU 1/16
-    res = subprocess.run([sys.executable, osp.join(ROOT, 'scripts/dataset_stats.py'), prepared, '--out',
+    res = subprocess.run([sys.executable, osp.join(ROOT, 'scripts/analysis_tools/dataset_stats.py'), prepared, '--out',
                           str(tmp_path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     report = json.load(open(tmp_path / 'anchor_stats.json'))

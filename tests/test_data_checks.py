@@ -15,10 +15,11 @@ import torch
 from mmengine.config import Config
 
 from deepcis_mm.apis import read_image
-from deepcis_mm.datasets import convert_release, normalize_intensity
+from deepcis_mm.datasets import normalize_intensity
 from deepcis_mm.engine import (CheckpointMismatch, check_checkpoint_fits, check_data_paths,
                                partial_load_summary, split_cfg_options)
 from deepcis_mm.utils import atomic_save, atomic_write_json, atomic_write_text
+from scripts.dataset_converters.evican_release import convert_release
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'

@@ -348,7 +348,7 @@ def test_predict_all_or_nothing(random_checkpoint, tmp_path, capsys):
 
 def test_consensus_after_tiles_relabels_and_removes_duplicates():
     pred = _fake_predictor(512, 128)
-    pred.cultures, pred.kinds = ['HeLa', 'HeLa', 'MCF-7', 'MCF-7'], ['cell', 'nucleus', 'cell', 'nucleus']
+    pred.class_table = (('HeLa', 'HeLa', 'MCF-7', 'MCF-7'), ('cell', 'nucleus', 'cell', 'nucleus'))
     pred.nms_cfg = dict(type='nms', iou_threshold=0.5)
     sq = np.ones((20, 20), bool)
     inst = Instances((100, 100), np.array([[0, 0, 20, 20], [1, 0, 21, 20], [50, 50, 70, 70]], np.float32),
@@ -365,7 +365,8 @@ def demo_checkpoint(tmp_path_factory):
     last = osp.join(ROOT, 'work_dirs', 'demo', 'last_checkpoint')
     if osp.isfile(last) and osp.isfile(open(last).read().strip()):
         return open(last).read().strip()
-    from deepcis_mm.datasets import convert_release, make_synthetic_evican
+    from scripts.dataset_converters.evican_release import convert_release
+    from scripts.dataset_converters.synthetic_evican import make_synthetic_evican
     root = tmp_path_factory.mktemp('demo')
     make_synthetic_evican(str(root / 'release'), n_train=48, n_val=8, n_eval_per_level=2, seed=0)
     convert_release(str(root / 'release'), str(root / 'prepared'), verbose=False)
@@ -384,7 +385,7 @@ def demo_checkpoint(tmp_path_factory):
 @pytest.mark.slow
 def test_trained_model_tiled_and_untiled_agree(demo_checkpoint):
     """A dense 768 px field predicted whole and in 384 px tiles: the same objects at IoU >= 0.9."""
-    from deepcis_mm.benchmarks.predict import make_field
+    from scripts.analysis_tools.benchmarks.predict import make_field
     gray, _ = make_field(768)
     img = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     whole = Predictor(osp.join(ROOT, DEMO), demo_checkpoint, tile_size=1024).predict(img)
@@ -411,7 +412,7 @@ def test_killed_run_leaves_the_earlier_output_untouched(random_checkpoint, tmp_p
     inp.mkdir()
     cv2.imwrite(str(inp / 'big.png'), np.random.default_rng(0).integers(0, 255, (1600, 1600), dtype=np.uint8))
     out = tmp_path / 'out'
-    base = [sys.executable, 'scripts/predict.py', str(inp), '--config', DEMO, '--checkpoint', random_checkpoint,
+    base = [sys.executable, '-m', 'deepcis_mm.cli', 'predict', str(inp), '--config', DEMO, '--checkpoint', random_checkpoint,
             '--out', str(out), '--quiet']
     (out / 'overlays').mkdir(parents=True)
     (out / '.deepcis-predict').write_text('')

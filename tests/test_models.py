@@ -11,7 +11,7 @@ from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-from deepcis_mm.engine import apply_cpu_fallback
+from deepcis_mm.engine import apply_cpu_fallback, set_dataset_meta
 from deepcis_mm.models import assign_levels
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -198,11 +198,8 @@ def test_culture_consensus_relabels_to_score_weighted_majority():
     # after relabelling, two detections of one object under two cultures are duplicates: NMS again
     res = InstanceData(bboxes=torch.tensor([[0., 0., 10., 10.], [0., 0., 10., 10.2], [30., 30., 40., 40.]]),
                        scores=torch.tensor([0.9, 0.3, 0.8]), labels=torch.tensor([0, 2, 1]))
-    out = apply_culture_consensus(res, dict(label_cultures=cultures, label_kinds=kinds),
-                                  dict(type='nms', iou_threshold=0.5))
+    out = apply_culture_consensus(res, (cultures, kinds), dict(type='nms', iou_threshold=0.5))
     assert out.labels.tolist() == [0, 1] and out.scores.tolist() == pytest.approx([0.9, 0.8])
-    with pytest.raises(ValueError, match='label_cultures'):
-        apply_culture_consensus(res, {}, dict(type='nms', iou_threshold=0.5))
 
 
 def test_culture_consensus_option_in_model_predict():
@@ -210,8 +207,12 @@ def test_culture_consensus_option_in_model_predict():
                                     'model.test_cfg.rcnn.score_thr': 0.0})
     model.eval()
     batch = _fake_batch(96, 96, batch=1)
+    with torch.no_grad(), pytest.raises(ValueError, match='class table'):
+        model(**model.data_preprocessor(batch, False), mode='predict')  # no dataset_meta given
     cultures = ('A', 'A', 'B', 'B', 'C', 'C', 'D', 'D')
-    batch['data_samples'][0].set_metainfo(dict(label_cultures=cultures, label_kinds=('cell', 'nucleus') * 4))
+    # the class table comes from the model's dataset_meta, given once (not from the image meta)
+    set_dataset_meta(model, dict(classes=tuple(f'{c} {k}' for c, k in zip(cultures, ('cell', 'nucleus') * 4)),
+                                 cultures=cultures, kinds=('cell', 'nucleus') * 4))
     with torch.no_grad():
         inst = model(**model.data_preprocessor(batch, False), mode='predict')[0].pred_instances
     assert len(inst) > 0

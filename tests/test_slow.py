@@ -144,7 +144,7 @@ def test_16bit_release_trains_exactly_like_its_8bit_original(synthetic_release, 
     import cv2
     import numpy as np
 
-    from deepcis_mm.datasets import convert_release
+    from scripts.dataset_converters.evican_release import convert_release
     src = tmp_path / 'release16'
     shutil.copytree(synthetic_release, src)
     for i, p in enumerate(sorted(glob.glob(str(src / 'Images' / '*' / '*.jpg')))):

@@ -1,6 +1,6 @@
 # Baseline: stock mmdet Cascade Mask R-CNN (stock anchors and RPN, 2-FC box heads, a mask head at every
 # stage) on the DeepCIS backbone and neck. Against configs/deepcis/ it isolates what DeepCIS's heads
-# change (scripts/benchmark.py speed, model (b)).
+# change (scripts/analysis_tools/benchmark.py speed, model (b)).
 _base_ = ['./cascade-mask-rcnn_r50_fpn_3.5k_evican60-cell-nucleus.py',
           '../_base_/models/deepcis_s200-dcnv2_backbone.py']
 

@@ -1,4 +1,4 @@
-# CPU-scale RTMDet-Ins for the demo data and budget (`scripts/benchmark.py accuracy`): mmdet's
+# CPU-scale RTMDet-Ins for the demo data and budget (`scripts/analysis_tools/benchmark.py accuracy`): mmdet's
 # RTMDet-Ins-tiny model and AdamW recipe from scratch, with the demo's data, pipeline, 450 iterations
 # x 2 images, seed 0 and evaluator, like the other CPU baselines. No pretrained weights.
 _base_ = 'mmdet::rtmdet/rtmdet-ins_tiny_8xb32-300e_coco.py'
@@ -24,9 +24,7 @@ test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(512, 256), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'label_cultures',
-                    'label_kinds')),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 evican = dict(type='EvicanDataset', data_root=data_root, subset='all')
 train_dataloader = dict(

@@ -3,7 +3,6 @@
 # combined with the image posterior before NMS (mode 'product' | 'image' | 'none').
 _base_ = './deepcis_s200-dcnv2_fpn_3.5k_evican60-cell.py'
 model = dict(
-    type='ImageCultureCascadeRCNN',
     roi_head=dict(
         type='ImageCultureCascadeRoIHead',
         img_culture_head=dict(type='ImageCultureHead', num_cultures=30, in_channels=256, feat_channels=128,

@@ -4,7 +4,6 @@
 _base_ = './deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
 
 model = dict(
-    type='ImageCultureCascadeRCNN',
     roi_head=dict(
         type='ImageCultureCascadeRoIHead',
         img_culture_head=dict(type='ImageCultureHead', num_cultures={{_base_.num_cultures}},

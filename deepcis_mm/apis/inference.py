@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from ..datasets.categories import parse_category
+from ..datasets.categories import class_table
 from ..datasets.evican import culture_palette
 from ..datasets.transforms import normalize_intensity
 from ..engine.checkpoint_fit import CheckpointMismatch, init_detector_strict
 from ..engine.cpu_fallback import apply_cpu_fallback
-from ..models.culture_consensus import consensus_labels
+from ..models.culture_consensus import culture_consensus
 from .instances import Instances, resolve_overlaps, tight_crop
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp')
@@ -262,21 +262,20 @@ class Predictor:
         # the caps were set for the training images' size: a tile (or a whole image up to a tile) that
         # holds more objects gets proportionally more, so whole and tiled predictions agree
         self.budget_factor = scale_detection_budget(cfg, tile_size * scale)
-        model, ckpt = self._load_weights(cfg, checkpoint, config, device)
-        meta = (ckpt.get('meta') or {}).get('dataset_meta') or {}
-        classes = list(meta.get('classes') or [])
+        model = self._load_weights(cfg, checkpoint, config, device)  # sets model.dataset_meta
+        classes = list(model.dataset_meta.get('classes') or [])
         if not classes:
             raise InputError(f'{checkpoint}: no class names in its meta (train it with tools/train.py)')
-        self.model, self.cfg, self.classes = model.eval(), cfg, classes
-        try:  # class meaning travels with the checkpoint (the image culture branch needs it)
-            model.dataset_meta = dict(meta)
+        try:
+            self.class_table = class_table(model.dataset_meta)
         except ValueError as e:
             raise InputError(f'{checkpoint}: {e}') from None
+        self.model, self.cfg, self.classes = model.eval(), cfg, classes
         self.has_image_culture = hasattr(getattr(model, 'roi_head', None), 'img_culture_head')
         self.image_cultures = None  # this image's tiles: (pixels, culture names, image culture posterior)
-        parsed = [parse_category(c) or (c, 'cell') for c in classes]
-        self.cultures = [p[0] or c for p, c in zip(parsed, classes)]
-        self.kinds = [p[1] for p in parsed]
+        # outputs name a class without a culture (EVICAN2: 'cell', 'nucleus') by its class name
+        self.cultures = [c or name for c, name in zip(self.class_table[0], classes)]
+        self.kinds = list(self.class_table[1])
         self.palette = culture_palette([dict(culture=c, kind=k) for c, k in zip(self.cultures, self.kinds)])
         self.score_thr, self.consensus, self.scale = score_thr, consensus, float(scale)
         self.tile_size, self.tile_overlap, self.batch_size = int(tile_size), int(tile_overlap), int(batch_size)
@@ -289,11 +288,12 @@ class Predictor:
                 module._predict_by_feat_single = types.MethodType(_cropped_predict_by_feat_single, module)
 
     @staticmethod
-    def _load_weights(cfg: Config, checkpoint: str, config: str, device: str) -> Tuple[torch.nn.Module, dict]:
+    def _load_weights(cfg: Config, checkpoint: str, config: str, device: str) -> torch.nn.Module:
         """The one place where the model is built and the checkpoint read and checked against it
-        (strictly: a checkpoint of another config names the first misfit tensor)."""
+        (strictly: a checkpoint of another config names the first misfit tensor); the model carries
+        the checkpoint's ``meta.dataset_meta``."""
         try:
-            return init_detector_strict(cfg, checkpoint, config, device)
+            return init_detector_strict(cfg, checkpoint, config, device)[0]
         except CheckpointMismatch as e:
             raise InputError(str(e)) from None
         except (pickle.UnpicklingError, EOFError, OSError, RuntimeError, KeyError, AttributeError) as e:
@@ -396,17 +396,14 @@ class Predictor:
         return inst
 
     def _consensus(self, inst: Instances) -> Instances:
-        """Image-level culture vote, then class-wise NMS again (see models/culture_consensus.py)."""
+        """Image-level culture vote over all tiles, then class-wise NMS again (the model's
+        :func:`~deepcis_mm.models.culture_consensus`, with the checkpoint's class table)."""
         if not len(inst):
             return inst
-        from mmcv.ops import batched_nms
-        labels, _ = consensus_labels(torch.from_numpy(inst.labels), torch.from_numpy(inst.scores),
-                                     self.cultures, self.kinds)
-        _, keep = batched_nms(torch.from_numpy(inst.bboxes).float(), torch.from_numpy(inst.scores).float(),
-                              labels, self.nms_cfg)
-        keep = keep.numpy()
-        inst = inst.select(keep)
-        inst.labels = labels.numpy()[keep]
+        keep, labels = culture_consensus(torch.from_numpy(inst.bboxes).float(), torch.from_numpy(inst.scores),
+                                         torch.from_numpy(inst.labels), self.class_table, self.nms_cfg)
+        inst = inst.select(keep.numpy())
+        inst.labels = labels.numpy()
         return inst
 
 

@@ -7,7 +7,7 @@ in ``supercategory``. EVICAN2 (``Cell``, ``Nucleus`` only) parses to culture ``N
 import re
 from typing import Dict, List, Optional, Tuple
 
-KINDS = ('cell', 'nucleus')
+KINDS = ('cell', 'nucleus')  # the kinds a class can have
 _KIND_WORD = r'(?P<kind>cells?|nucle(?:us|i)|nuc)'
 _SEP = r'[\s_\-:/.,]+'
 _PATTERNS = [
@@ -70,22 +70,33 @@ def class_name(culture: Optional[str], kind: str) -> str:
 
 
 def class_table(dataset_meta: Optional[dict]) -> Tuple[Tuple[Optional[str], ...], Tuple[str, ...]]:
-    """(cultures, kinds) per label from a ``dataset_meta`` (``classes`` plus ``cultures``/``kinds`` as
-    EvicanDataset writes them; names are parsed where those are missing). Raises naming the class that
-    has no known kind."""
+    """``(cultures, kinds)`` per label, from a ``dataset_meta`` (``classes`` + ``cultures``/``kinds``).
+
+    This is the one place where class meaning is read: the model, the predictor, the hooks and the
+    benchmarks take it from here. ``cultures``/``kinds`` are the ones EvicanDataset puts in its
+    metainfo (and every checkpoint's ``meta.dataset_meta``); a meta that only has ``classes`` (e.g. a
+    checkpoint written by plain mmdet) is parsed here with :func:`parse_category`. A culture of None
+    means the classes carry none (EVICAN2: ``cell``, ``nucleus``). Raises ValueError naming every class
+    whose kind (or, when parsing, whose culture and kind) is unknown.
+    """
     meta = dataset_meta or {}
     classes = tuple(meta.get('classes') or ())
     if not classes:
-        raise ValueError('dataset_meta has no "classes": the model needs the dataset\'s class table '
-                         '(set by DatasetMetaHook in training/testing, from the checkpoint in predict)')
+        raise ValueError('dataset_meta has no "classes": the class table comes from the dataset '
+                         '(DatasetMetaHook) or the checkpoint\'s meta.dataset_meta')
     cultures, kinds = meta.get('cultures'), meta.get('kinds')
-    if cultures is not None and kinds is not None and len(cultures) == len(kinds) == len(classes):
-        return tuple(cultures), tuple(kinds)
-    parsed = []
-    for name in classes:
-        res = parse_category(name)
-        if res is None:
-            raise ValueError(f'dataset_meta: class {name!r} has no known kind (expected e.g. "HeLa cell", '
-                             f'"HeLa_Nucleus")')
-        parsed.append(res)
-    return tuple(p[0] for p in parsed), tuple(p[1] for p in parsed)
+    if cultures is None or kinds is None:
+        parsed = [parse_category(name) for name in classes]
+        bad = [name for name, p in zip(classes, parsed) if p is None]
+        if bad:
+            raise ValueError(f'dataset_meta: unknown culture/kind of class(es) {", ".join(map(repr, bad))} '
+                             '(no "cultures"/"kinds" and the name does not parse; expected e.g. "HeLa cell")')
+        return tuple(p[0] for p in parsed), tuple(p[1] for p in parsed)
+    if not len(cultures) == len(kinds) == len(classes):
+        raise ValueError(f'dataset_meta: {len(classes)} classes but {len(cultures)} cultures and '
+                         f'{len(kinds)} kinds')
+    bad = [name for name, kind in zip(classes, kinds) if kind not in KINDS]
+    if bad:
+        raise ValueError(f'dataset_meta: unknown kind of class(es) {", ".join(map(repr, bad))} '
+                         f'(expected one of {KINDS})')
+    return tuple(cultures), tuple(kinds)

@@ -1,4 +1,4 @@
-"""EvicanDataset: mmdet's CocoDataset on normalized EVICAN files (see ``scripts/prepare_evican.py``)."""
+"""EvicanDataset: mmdet's CocoDataset on normalized EVICAN files (see ``scripts/dataset_converters/prepare_evican.py``)."""
 import colorsys
 import json
 from typing import List
@@ -54,8 +54,10 @@ class EvicanDataset(CocoDataset):
             classes further; an unknown class name is an error.
 
     Classes and palette are derived from the annotation file (``METAINFO`` is empty on purpose), so the
-    same config serves EVICAN60, EVICAN2 and the synthetic data. Each data_info carries ``difficulty``
-    (1 easy, 2 medium, 3 difficult; 0 for train/val) and ``culture``.
+    same config serves EVICAN60, EVICAN2 and the synthetic data. The metainfo's ``cultures`` and ``kinds``
+    (one per class) are the class table: the runner saves them in every checkpoint's ``dataset_meta``
+    and the model reads them from there (:func:`~.categories.class_table`). Each data_info carries
+    ``difficulty`` (1 easy, 2 medium, 3 difficult; 0 for train/val) and ``culture``.
 
     Partial annotation: EVICAN train/val images annotate only some cells; unannotated cells act as
     background for the RPN and RoI samplers, as in the paper. ``filter_cfg=dict(filter_empty_gt=True)``
@@ -89,7 +91,7 @@ class EvicanDataset(CocoDataset):
         for c in categories:
             if 'kind' not in c:
                 raise ValueError(f'{self.ann_file}: category {c.get("name")!r} has no "kind": '
-                                 f'prepare the release with scripts/prepare_evican.py first')
+                                 f'prepare the release with scripts/dataset_converters/prepare_evican.py first')
         chosen = [c for c in categories if c['kind'] in SUBSETS[self.subset]]
         wanted = self._metainfo.get('classes') or ()
         if wanted:
@@ -115,7 +117,4 @@ class EvicanDataset(CocoDataset):
         img = raw_data_info['raw_img_info']
         data_info['difficulty'] = int(img.get('difficulty', 0))
         data_info['culture'] = img.get('culture')
-        # for the model's optional image-level culture consensus (packed via PackDetInputs.meta_keys)
-        data_info['label_cultures'] = self._metainfo['cultures']
-        data_info['label_kinds'] = self._metainfo['kinds']
         return data_info

@@ -104,7 +104,8 @@ def init_detector_strict(cfg, checkpoint_path: str, config_path: str, device: st
     from mmengine.model.utils import revert_sync_batchnorm
     model = revert_sync_batchnorm(build_model_from_cfg(cfg))
     checkpoint = load_checkpoint_strict(model, checkpoint_path, config_path)
-    model.dataset_meta = dict((checkpoint.get('meta') or {}).get('dataset_meta') or {})
+    from .hooks.dataset_meta_hook import set_dataset_meta  # (hooks import this module)
+    set_dataset_meta(model, (checkpoint.get('meta') or {}).get('dataset_meta') or {})
     model.cfg = cfg  # mmdet's inference_detector reads the test pipeline from here
     return model.to(device).eval(), checkpoint
 

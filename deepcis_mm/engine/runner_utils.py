@@ -42,7 +42,8 @@ RUNNER_HOOKS = ('CheckpointFitHook', 'RNGStateHook', 'DatasetMetaHook')
 
 def build_runner(cfg: Config) -> Runner:
     """mmengine's Runner (or a custom ``runner_type`` from the config) with the hooks that make
-    ``load_from`` report what it re-initialised and resume continue bit-exactly."""
+    ``load_from`` report what it re-initialised, resume continue bit-exactly and the model carry its
+    data's class table (``model.dataset_meta``)."""
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     present = {type(h).__name__ for h in runner.hooks}
     for name in RUNNER_HOOKS:

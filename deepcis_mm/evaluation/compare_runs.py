@@ -1,6 +1,6 @@
 """Side-by-side comparison of runs from the tables :class:`APTableHook` writes (``ap_tables/*/metrics.json``).
 
-User API (``deepcis compare`` and ``scripts/analysis_tools/compare_runs.py`` call it; notebooks can too):
+User API (``deepcis compare`` and ``scripts/analysis_tools/ablation.py`` call it; notebooks can too):
 it only reads finished tables, so it lives in the package next to the metric whose output it reads.
 
 A run is one ``metrics.json``. Inputs may be work_dirs, ``ap_tables/`` folders, single table folders or
@@ -302,7 +302,7 @@ def compare_runs(inputs: Sequence[str], out_dir: str, per_class: bool = False, s
 
 
 def add_compare_arguments(p) -> None:
-    """The arguments of ``deepcis compare`` and ``scripts/analysis_tools/compare_runs.py``."""
+    """The arguments of ``deepcis compare``."""
     p.add_argument('runs', nargs='+',
                    help='work_dirs, ap_tables folders, table folders (with metrics.json) or glob patterns '
                         "(quote them: 'work_dirs/ablation/*')")

@@ -180,7 +180,7 @@ class DifficultyCocoMetric(CocoMetric):
             if p is not None:
                 sources.add(p[2])
                 correct += int(culture_key(p[0]) == culture_key(next(iter(cultures))))
-        return dict(accuracy=100.0 * correct / n if n else None, correct=correct, images=n,
+        return dict(accuracy=correct / n if n else None, correct=correct, images=n,
                     multi_culture_images=multi, source=', '.join(sorted(sources)) or None)
 
     # --- predictions -> COCO detections (in memory: no JSON round trip) ----------------------------

@@ -1,6 +1,5 @@
 from .culture_combination import combine_class_probs, image_confidence
-from .culture_consensus import apply_culture_consensus, consensus_labels
-from .image_culture_cascade_rcnn import ImageCultureCascadeRCNN
+from .culture_consensus import apply_culture_consensus, consensus_labels, culture_consensus
 from .image_culture_head import ImageCultureHead, image_culture_targets
 from .image_culture_roi_head import ImageCultureCascadeRoIHead
 from .last_stage_mask_cascade_roi_head import LastStageMaskCascadeRoIHead
@@ -8,7 +7,7 @@ from .level_mapped_rpn_head import LevelMappedRPNHead
 from .pixel_size_anchor_generator import PixelSizeAnchorGenerator, assign_levels
 from .resnest_small import ResNeStSmall
 
-__all__ = ['ImageCultureCascadeRCNN', 'ImageCultureCascadeRoIHead', 'ImageCultureHead',
+__all__ = ['ImageCultureCascadeRoIHead', 'ImageCultureHead',
            'LastStageMaskCascadeRoIHead', 'LevelMappedRPNHead', 'PixelSizeAnchorGenerator', 'assign_levels',
            'ResNeStSmall', 'apply_culture_consensus', 'combine_class_probs', 'consensus_labels',
-           'image_confidence', 'image_culture_targets']
+           'culture_consensus', 'image_confidence', 'image_culture_targets']

@@ -1,13 +1,21 @@
-"""Image-level culture consensus: an EVICAN image holds one culture, so its detections vote for it."""
+"""Image-level culture consensus: an EVICAN image holds one culture, so its detections vote for it.
+
+One implementation, used by :class:`~deepcis_mm.models.LastStageMaskCascadeRoIHead` (the test-time
+option ``test_cfg.rcnn.culture_consensus``), the Predictor (after its tiles are merged) and the
+accuracy benchmark (post hoc, for stock heads). The class table (culture and kind of every label) is
+given once, from ``model.dataset_meta`` (:func:`~deepcis_mm.datasets.categories.class_table`).
+"""
 from typing import Dict, Sequence, Tuple
 
 import torch
 from mmcv.ops import batched_nms
 from mmengine.structures import InstanceData
 
+ClassTable = Tuple[Sequence, Sequence]  # (culture of each label, kind of each label)
 
-def consensus_labels(labels: torch.Tensor, scores: torch.Tensor, label_cultures: Sequence,
-                     label_kinds: Sequence) -> Tuple[torch.Tensor, object]:
+
+def consensus_labels(labels: torch.Tensor, scores: torch.Tensor, cultures: Sequence,
+                     kinds: Sequence) -> Tuple[torch.Tensor, object]:
     """Relabel every detection to the culture with the largest summed score, keeping its kind.
 
     Returns (new labels, winning culture). A detection whose kind has no class in the winning culture
@@ -17,24 +25,31 @@ def consensus_labels(labels: torch.Tensor, scores: torch.Tensor, label_cultures:
         return labels, None
     votes: Dict[object, float] = {}
     for lab, score in zip(labels.tolist(), scores.tolist()):
-        votes[label_cultures[lab]] = votes.get(label_cultures[lab], 0.0) + score
+        votes[cultures[lab]] = votes.get(cultures[lab], 0.0) + score
     winner = max(votes, key=lambda c: (votes[c], str(c)))  # ties: a fixed, name-based order
-    target = {(c, k): i for i, (c, k) in enumerate(zip(label_cultures, label_kinds))}
-    new = [target.get((winner, label_kinds[lab]), lab) for lab in labels.tolist()]
+    target = {(c, k): i for i, (c, k) in enumerate(zip(cultures, kinds))}
+    new = [target.get((winner, kinds[lab]), lab) for lab in labels.tolist()]
     return labels.new_tensor(new), winner
 
 
-def apply_culture_consensus(results: InstanceData, metainfo: dict, nms_cfg: dict) -> InstanceData:
+def culture_consensus(bboxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                      table: ClassTable, nms_cfg: dict) -> Tuple[torch.Tensor, torch.Tensor]:
     """Consensus relabelling of one image's detections, then class-wise NMS again (two detections of
-    one object under different cultures become duplicates once they share a label)."""
-    if 'label_cultures' not in metainfo or 'label_kinds' not in metainfo:
-        raise ValueError('culture_consensus needs "label_cultures" and "label_kinds" in the image meta: '
-                         'use EvicanDataset and add both to PackDetInputs.meta_keys of the test pipeline')
+    one object under different cultures become duplicates once they share a label).
+
+    Returns (indices of the kept detections, their new labels)."""
+    if len(labels) == 0:
+        return torch.zeros(0, dtype=torch.long, device=labels.device), labels
+    new, _ = consensus_labels(labels, scores, *table)
+    _, keep = batched_nms(bboxes, scores, new, nms_cfg)
+    return keep, new[keep]
+
+
+def apply_culture_consensus(results: InstanceData, table: ClassTable, nms_cfg: dict) -> InstanceData:
+    """:func:`culture_consensus` on mmdet's per-image results (``pred_instances``)."""
     if len(results) == 0:
         return results
-    labels, _ = consensus_labels(results.labels, results.scores, metainfo['label_cultures'],
-                                 metainfo['label_kinds'])
-    _, keep = batched_nms(results.bboxes, results.scores, labels, nms_cfg)
+    keep, labels = culture_consensus(results.bboxes, results.scores, results.labels, table, nms_cfg)
     results = results[keep]
-    results.labels = labels[keep]
+    results.labels = labels
     return results

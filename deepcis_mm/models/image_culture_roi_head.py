@@ -6,6 +6,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import InstanceList
 from torch import Tensor
 
+from ..datasets.categories import class_table
 from .culture_combination import combine_class_probs, culture_index
 from .last_stage_mask_cascade_roi_head import LastStageMaskCascadeRoIHead
 
@@ -21,18 +22,30 @@ class ImageCultureCascadeRoIHead(LastStageMaskCascadeRoIHead):
     sample's metainfo (``image_culture_probs``, ``image_cultures``) and, with
     ``test_cfg.rcnn.image_culture=dict(mode='product'|'image'|'none', weight=1.0)``, combined with every
     box's full class-score vector before NMS (:func:`combine_class_probs`). The class table (culture
-    and kind per label) comes from the detector's ``dataset_meta`` (:class:`ImageCultureCascadeRCNN`).
+    and kind per label) comes from the detector's ``dataset_meta``, handed down by
+    :func:`~deepcis_mm.engine.set_dataset_meta`.
     """
 
     def __init__(self, *args, img_culture_head: dict, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.img_culture_head = MODELS.build(img_culture_head)
         self.cultures: Optional[tuple] = None
         self.label_culture: Optional[tuple] = None
         self.label_kind: Optional[tuple] = None
+        super().__init__(*args, **kwargs)
+        self.img_culture_head = MODELS.build(img_culture_head)
 
-    def set_class_table(self, cultures: Sequence, kinds: Sequence) -> None:
-        """Culture and kind of each label (the dataset's class table)."""
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        return self.__dict__.get('_dataset_meta')
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: Optional[dict]) -> None:
+        """The detector's class meaning (:func:`~deepcis_mm.engine.set_dataset_meta`): checked against
+        the image head and turned into culture and kind indices per label."""
+        self.__dict__['_dataset_meta'] = meta
+        self.cultures = self.label_culture = self.label_kind = None
+        if not meta:
+            return
+        cultures, kinds = class_table(meta)
         names, index = culture_index(cultures)
         n = self.img_culture_head.num_cultures
         if len(names) != n:
@@ -43,8 +56,8 @@ class ImageCultureCascadeRoIHead(LastStageMaskCascadeRoIHead):
 
     def _check_table(self) -> None:
         if self.label_culture is None:
-            raise RuntimeError('ImageCultureCascadeRoIHead: no class table; the detector sets it from '
-                               'model.dataset_meta (DatasetMetaHook in tools/, the checkpoint in predict)')
+            raise RuntimeError('ImageCultureCascadeRoIHead: no class table; set model.dataset_meta with '
+                               'deepcis_mm.engine.set_dataset_meta (tools/ and deepcis predict do)')
 
     def loss(self, x: Tuple[Tensor], rpn_results_list: InstanceList, batch_data_samples) -> dict:
         self._check_table()

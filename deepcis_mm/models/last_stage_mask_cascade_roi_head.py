@@ -11,6 +11,7 @@ from mmdet.structures.bbox import bbox2roi
 from mmdet.utils import InstanceList
 from torch import Tensor
 
+from ..datasets.categories import class_table
 from .culture_consensus import apply_culture_consensus
 
 
@@ -26,9 +27,13 @@ class LastStageMaskCascadeRoIHead(CascadeRoIHead):
 
     Test-time option ``test_cfg.rcnn.culture_consensus=True``: each image's detections vote (score
     weighted) for one culture and are relabelled to it, keeping their kind (EVICAN images hold one
-    culture; leave it off for co-cultures). Needs ``label_cultures``/``label_kinds`` in the image meta
-    (EvicanDataset provides them; the configs' test pipelines pack them).
+    culture; leave it off for co-cultures). The culture and kind of each label come from the
+    detector's ``dataset_meta``, handed to this head once by
+    :func:`~deepcis_mm.engine.set_dataset_meta` (DatasetMetaHook in tools/, checkpoint loading in
+    ``deepcis predict``).
     """
+
+    dataset_meta: Optional[dict] = None  # set with the detector's (set_dataset_meta)
 
     def __init__(self, *args, num_classes: Optional[int] = None, **kwargs):
         if num_classes is not None:
@@ -71,8 +76,11 @@ class LastStageMaskCascadeRoIHead(CascadeRoIHead):
     def predict(self, x, rpn_results_list, batch_data_samples, rescale: bool = False) -> InstanceList:
         results_list = super().predict(x, rpn_results_list, batch_data_samples, rescale=rescale)
         if self.test_cfg is not None and self.test_cfg.get('culture_consensus', False):
-            results_list = [apply_culture_consensus(res, sample.metainfo, self.test_cfg.nms)
-                            for res, sample in zip(results_list, batch_data_samples)]
+            if self.dataset_meta is None:
+                raise ValueError('culture_consensus needs the class table: set model.dataset_meta with '
+                                 'deepcis_mm.engine.set_dataset_meta (tools/ and deepcis predict do)')
+            table = class_table(self.dataset_meta)
+            results_list = [apply_culture_consensus(res, table, self.test_cfg.nms) for res in results_list]
         return results_list
 
     def predict_mask(self, x: Tuple[Tensor], batch_img_metas: List[dict], results_list: InstanceList,

@@ -1,4 +1,4 @@
-# EVICAN60 prepared by `scripts/prepare_evican.py <release> data/evican60`.
+# EVICAN60 prepared by `scripts/dataset_converters/prepare_evican.py <release> data/evican60`.
 # val = the fully annotated eval split (per difficulty level, as the paper reports); train/val of the
 # release are only partially annotated, so AP on them under-counts (see README).
 dataset_type = 'EvicanDataset'
@@ -22,9 +22,7 @@ test_pipeline = [
     dict(type='NormalizeIntensity'),
     dict(type='Resize', scale=(2000, 530), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'label_cultures',
-                    'label_kinds')),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 train_dataloader = dict(
     batch_size=2,

@@ -15,9 +15,7 @@ test_pipeline = [
     dict(type='NormalizeIntensity'),
     dict(type='Resize', scale=(512, 256), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'label_cultures',
-                    'label_kinds')),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 train_dataloader = dict(
     batch_size=2, num_workers=1, persistent_workers=True,

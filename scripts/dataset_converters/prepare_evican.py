@@ -1,15 +1,18 @@
 #!/usr/bin/env python
 """Normalize an EVICAN release (or synthetic data in its layout) into COCO files for EvicanDataset.
 
-    python scripts/prepare_evican.py SRC DST [--variant EVICAN60|EVICAN2|auto] [--skip-bad-images]
+    python scripts/dataset_converters/prepare_evican.py SRC DST [--variant EVICAN60|EVICAN2|auto] [--skip-bad-images]
 
-Logic: deepcis_mm/datasets/release.py. Prints images/instances per class, split and difficulty level.
+Logic: scripts/dataset_converters/evican_release.py. Prints images/instances per class, split and difficulty level.
 """
 import argparse
 import logging
+import os.path as osp
 import sys
 
-from deepcis_mm.datasets.release import ReleaseError, convert_release
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root: scripts.*
+
+from scripts.dataset_converters.evican_release import ReleaseError, convert_release  # noqa: E402
 
 
 def main(argv=None):

@@ -1,11 +1,11 @@
-"""Markdown tables of the benchmarks, the machine they ran on, and their README sections."""
+"""Markdown tables of the benchmarks, the machine they ran on, and their sections in docs/benchmarks.md."""
 import math
 import os
 import platform
 import re
 from typing import Dict, List, Optional
 
-from ..utils import atomic_write_text
+from deepcis_mm.utils import atomic_write_text
 
 
 def machine_info(device: str = 'cpu') -> str:
@@ -77,14 +77,34 @@ def accuracy_table(rows: List[Dict], columns: List[str]) -> str:
     lines = ['| model | consensus | ' + ' | '.join(ACCURACY_HEADERS) + ' |', '|' + '---|' * (2 + len(columns))]
     for r in rows:
         vals = [r['metrics'].get(c) for c in columns]
-        lines.append(f'| {r["label"]} | {r["consensus"]} | ' +
+        where = f' ({r["preset"]}, {r["subset"]})' if 'preset' in r else ''
+        lines.append(f'| {r["label"]}{where} | {r.get("scoring", r["consensus"])} | ' +
                      ' | '.join(_num(None if v is None else 100 * v) for v in vals) + ' |')
     return '\n'.join(lines)
 
 
-def update_readme(path: str, section: str, text: str) -> None:
+CULTURE_HEADERS = ['bbox mAP', 'segm mAP', 'segm mAP class-agnostic', 'segm culture-aware / agnostic',
+                   'culture acc. (matched)', 'image culture acc.']
+
+
+def culture_table(rows: List[Dict], columns: List[str]) -> str:
+    """Markdown table of :func:`run_accuracy` rows by data preset and eval subset: culture-aware and
+    class-agnostic segm mAP, their ratio, culture accuracy of matched detections and per image (%;
+    the ratio as a fraction)."""
+    lines = ['| data | eval | model | scoring | ' + ' | '.join(CULTURE_HEADERS[:len(columns)]) + ' |',
+             '|' + '---|' * (4 + len(columns))]
+    for r in rows:
+        vals = [r['metrics'].get(c) for c in columns]
+        lines.append(f'| {r.get("preset", "demo")} | {r.get("subset", "single-culture")} | {r["label"]} | '
+                     f'{r.get("scoring", r["consensus"])} | ' +
+                     ' | '.join(_num(v, '{:.2f}') if c == 'segm_ratio' else _num(None if v is None else 100 * v)
+                                for c, v in zip(columns, vals)) + ' |')
+    return '\n'.join(lines)
+
+
+def update_section(path: str, section: str, text: str) -> None:
     """Replace what lies between ``<!-- benchmark:{section}:start -->`` and ``...:end -->`` in the
-    README (atomically); the markers must exist."""
+    markdown file ``path`` (atomically); the markers must exist."""
     with open(path) as f:
         readme = f.read()
     start, end = f'<!-- benchmark:{section}:start -->', f'<!-- benchmark:{section}:end -->'

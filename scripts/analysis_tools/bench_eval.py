@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time the full DeepCIS evaluation tables against one plain pycocotools COCOeval (bbox + segm).
 
-    python scripts/bench_eval.py [--images 500] [--cultures 30] [--repeats 3] [--seed 0]
+    python scripts/analysis_tools/bench_eval.py [--images 500] [--cultures 30] [--repeats 3] [--seed 0]
 
 Both sides run in this one process on the same synthetic ground truth (60 classes: 30 cultures x
 cell/nucleus, images tagged with difficulty 1-3) and the same predictions (jittered ground truth,

@@ -1,6 +1,6 @@
 """Training / inference speed and peak memory of one detector config at a fixed input size.
 
-:func:`run_speed` measures each model in its own subprocess (``python -m deepcis_mm.benchmarks.speed``)
+:func:`run_speed` measures each model in its own subprocess (``python -m scripts.analysis_tools.benchmarks.speed``)
 so that the peak memory of one model does not hide another's (CPU: the process's peak resident set;
 GPU: ``torch.cuda.max_memory_allocated``). Every model sees the same synthetic EVICAN-like batch.
 """
@@ -20,7 +20,9 @@ import cv2
 import numpy as np
 import torch
 
-# (key, label, config) of the models compared by `scripts/benchmark.py speed`; ratios are against 'b'
+from . import worker_env
+
+# (key, label, config) of the models compared by `scripts/analysis_tools/benchmark.py speed`; ratios are against 'b'
 SPEED_MODELS = (
     ('a', 'DeepCIS setting 3 (S200-DCNv2, 60 cl.)',
      'configs/deepcis/deepcis_s200-dcnv2_fpn_3.5k_evican60-cell-nucleus.py'),
@@ -40,7 +42,7 @@ def synthetic_batch(size: int, n_images: int, seed: int = 0) -> List[dict]:
     cultures, cells and nuclei with boxes and polygon masks), as the dataloader would give them."""
     from mmcv.transforms import Compose
 
-    from ..datasets.synthetic import CULTURES, culture_morphology, render_image
+    from scripts.dataset_converters.synthetic_evican import CULTURES, culture_morphology, render_image
     pipeline = Compose([dict(type='mmdet.LoadAnnotations', with_bbox=True, with_mask=True),
                         dict(type='mmdet.PackDetInputs')])
     samples = []
@@ -69,20 +71,21 @@ def _collate(samples: List[dict]) -> dict:
     return dict(inputs=[s['inputs'] for s in samples], data_samples=[s['data_samples'] for s in samples])
 
 
-def build_model(config: str, device: str, dets: Optional[int] = None):
+def build_model(config: str, device: str, dets: Optional[int] = None, proposals: Optional[int] = None):
     """The config's detector with random weights (no download), SyncBN -> BN (one process).
 
     ``dets``: make inference return exactly this many detections per image (score threshold 0,
     ``max_per_img=dets``), so that every model's mask branch runs on the same number of objects
-    (random weights score almost nothing above the configs' thresholds).
+    (random weights score almost nothing above the configs' thresholds). ``proposals``: test-time RPN
+    proposals per image (``test_cfg.rpn.max_per_img``) instead of the config's.
     """
     import deepcis_mm  # noqa: F401  (registers DeepCIS modules)
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.logging import MMLogger
 
-    from ..engine.cpu_fallback import apply_cpu_fallback
-    from ..engine.runner_utils import load_config
+    from deepcis_mm.engine.cpu_fallback import apply_cpu_fallback
+    from deepcis_mm.engine.runner_utils import load_config
     register_all_modules()
     MMLogger.get_instance('deepcis_benchmark', log_level='WARNING')  # no per-parameter init log
     cfg = load_config(config)
@@ -90,6 +93,10 @@ def build_model(config: str, device: str, dets: Optional[int] = None):
     cfg.model.backbone.init_cfg = None
     if dets is not None:
         cfg.model.test_cfg.rcnn.update(score_thr=0.0, max_per_img=dets)
+    if proposals is not None:
+        if 'rpn' not in (cfg.model.get('test_cfg') or {}):
+            raise ValueError(f'{config}: --proposals needs a two-stage model (test_cfg.rpn)')
+        cfg.model.test_cfg.rpn.max_per_img = proposals
     model = MODELS.build(cfg.model)
     model.init_weights()
     return model.to(device)
@@ -176,22 +183,31 @@ class FlopCount:
 
 
 def measure(config: str, phase: str, size: int, warmup: int, repeats: int, device: str = 'cpu',
-            batch: int = 2, seed: int = 0, dets: Optional[int] = 100) -> Dict:
+            batch: int = 2, seed: int = 0, dets: Optional[int] = 100, proposals: Optional[int] = None,
+            fuse: bool = False) -> Dict:
     """Time ``repeats`` training iterations (``phase='train'``: forward, loss, backward, SGD step on
     ``batch`` images) or single-image inferences (``phase='infer'``) after ``warmup`` untimed ones.
 
     Returns seconds per run, their median, peak memory (MiB), parameter count, ``gflop`` per run
     (counted in the first warm-up run, :class:`FlopCount`; None without warm-up) and, for inference,
     the number of detections per image; ``parts``: median forward seconds per component (and of the
-    whole forward pass, ``'forward'``, in training). ``dets``: see :func:`build_model`.
+    whole forward pass, ``'forward'``, in training). ``dets``, ``proposals``: see :func:`build_model`.
+    ``fuse``: inference with every conv+BN pair folded into one conv (mmcv ``fuse_conv_bn``).
+    ``cpu_times``/``cpu_median``: CPU seconds of the process (all threads) per run, steadier than wall
+    time on a shared machine.
     """
     from mmengine.optim import build_optim_wrapper
     torch.manual_seed(seed)
-    model = build_model(config, device, dets)
+    model = build_model(config, device, dets, proposals)
+    if fuse:
+        if phase != 'infer':
+            raise ValueError('measure: conv+BN fusion is for inference only')
+        from mmcv.cnn import fuse_conv_bn
+        model = fuse_conv_bn(model.eval())
     if device.startswith('cuda'):
         torch.cuda.reset_peak_memory_stats()
     timer = ForwardTimer(model, device)
-    times, dets, parts, flops = [], [], [], []
+    times, dets, parts, flops, cpu = [], [], [], [], []
 
     def counted(i):  # the first warm-up run counts FLOPs (its time is not used)
         if i == 0 and warmup > 0:
@@ -225,12 +241,13 @@ def measure(config: str, phase: str, size: int, warmup: int, repeats: int, devic
         model.eval()
         for i, sample in enumerate(samples):
             _sync(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             with torch.no_grad(), counted(i):
                 out = model.test_step(_collate([sample]))
             _sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
                 dets.append(len(out[0].pred_instances))
                 parts.append(timer.take())
             timer.take()
@@ -240,6 +257,7 @@ def measure(config: str, phase: str, size: int, warmup: int, repeats: int, devic
                 params_m=sum(p.numel() for p in model.parameters()) / 1e6,
                 gflop=flops[0].total / 1e9 if flops else None,
                 dets=statistics.median(dets) if dets else None,
+                cpu_times=cpu, cpu_median=statistics.median(cpu) if cpu else None,
                 parts={name: statistics.median(p.get(name, 0.0) for p in parts)
                        for name in dict.fromkeys(n for p in parts for n in p)})
 
@@ -263,9 +281,9 @@ def speed_devices(spec: str, gpu_available: Optional[bool] = None) -> List[str]:
 
 
 def _measure_in_subprocess(config: str, phase: str, args: dict, log) -> Dict:
-    cmd = [sys.executable, '-m', 'deepcis_mm.benchmarks.speed', config, phase] + \
+    cmd = [sys.executable, '-m', 'scripts.analysis_tools.benchmarks.speed', config, phase] + \
         [f'--{k}={v}' for k, v in args.items()]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=worker_env())
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ['(no output)']
         raise RuntimeError(f'speed benchmark of {config} ({phase}) failed: {tail[0]}')
@@ -305,8 +323,11 @@ def main(argv=None) -> None:
     p.add_argument('--device', default='cpu')
     p.add_argument('--batch', type=int, default=2)
     p.add_argument('--dets', type=int, default=100, help='detections per image at inference; 0: as configured')
+    p.add_argument('--proposals', type=int, default=0, help='test-time RPN proposals per image; 0: as configured')
+    p.add_argument('--fuse-conv-bn', action='store_true', help='inference with conv+BN folded (mmcv fuse_conv_bn)')
     a = p.parse_args(argv)
-    res = measure(a.config, a.phase, a.size, a.warmup, a.repeats, a.device, a.batch, dets=a.dets or None)
+    res = measure(a.config, a.phase, a.size, a.warmup, a.repeats, a.device, a.batch, dets=a.dets or None,
+                  proposals=a.proposals or None, fuse=a.fuse_conv_bn)
     sys.stdout.write(json.dumps(res) + '\n')
 
 

@@ -1,8 +1,8 @@
-"""``scripts/benchmark.py predict``: ``deepcis predict`` on dense synthetic fields of growing size.
+"""``scripts/analysis_tools/benchmark.py predict``: ``deepcis predict`` on dense synthetic fields of growing size.
 
 A field of S x S px is a mosaic of 256 px synthetic EVICAN fields at the dense level 2 (cultures in
 turn), written as one grayscale PNG. Each size is predicted in its own process (``python -m
-deepcis_mm.benchmarks.predict``, the same code path as ``deepcis predict``: read, tiles through the
+scripts.analysis_tools.benchmarks.predict``, the same code path as ``deepcis predict``: read, tiles through the
 model, every export written and committed), so that the peak resident memory (``ru_maxrss`` of the
 worker) is that size's own. Time is measured inside the worker around reading, predicting and writing (model
 loading excluded); growth exponents are least-squares slopes of log(time) and log(peak RSS) over
@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import worker_env
+
 SIZES = (1024, 2048, 4096, 8192)
 DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
 FIELD = 256
@@ -28,7 +30,7 @@ def make_field(size: int, n_cultures: int = 4, seed: int = 0, with_objects: bool
     """(uint8 gray S x S mosaic of dense synthetic fields, number of cell + nucleus objects in it);
     ``with_objects``: also the objects as (polygon in field coordinates, label) with labels
     2 * culture + (0 cell, 1 nucleus), as in the demo's class order."""
-    from ..datasets.synthetic import culture_morphology, render_image
+    from scripts.dataset_converters.synthetic_evican import culture_morphology, render_image
     img = np.zeros((size, size), np.uint8)
     objects_out = []
     n_objects = 0
@@ -91,8 +93,8 @@ def random_checkpoint(path: str, config: str = DEMO, n_cultures: int = 4) -> str
     from mmengine.config import Config
 
     import deepcis_mm  # noqa: F401
-    from ..datasets.synthetic import CULTURES
-    from ..engine.cpu_fallback import apply_cpu_fallback
+    from scripts.dataset_converters.synthetic_evican import CULTURES
+    from deepcis_mm.engine.cpu_fallback import apply_cpu_fallback
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(config)
     apply_cpu_fallback(cfg, force=True)
@@ -112,9 +114,9 @@ def growth_exponent(pixels: Sequence[float], values: Sequence[float]) -> Optiona
 
 
 def _run_worker(image: str, config: str, checkpoint: str, out: str, extra: Sequence[str]) -> Dict:
-    cmd = [sys.executable, '-m', 'deepcis_mm.benchmarks.predict', image, config, checkpoint, out, *extra]
+    cmd = [sys.executable, '-m', 'scripts.analysis_tools.benchmarks.predict', image, config, checkpoint, out, *extra]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=worker_env())
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ['(no output)']
@@ -205,8 +207,8 @@ def main(argv=None) -> None:
     from mmdet.utils import register_all_modules
 
     import deepcis_mm  # noqa: F401
-    from ..apis.exports import OutputFolder, PredictionWriter, predict_files
-    from ..apis.inference import Predictor, image_size
+    from deepcis_mm.apis.exports import OutputFolder, PredictionWriter, predict_files
+    from deepcis_mm.apis.inference import Predictor, image_size
     register_all_modules(init_default_scope=True)
     predictor = Predictor(a.config, a.checkpoint, score_thr=a.score_thr, tile_size=a.tile_size,
                           tile_overlap=a.tile_overlap, batch_size=a.batch_size)

@@ -1,7 +1,7 @@
 """Synthetic EVICAN: brightfield-like images of one culture each, written in the real release layout.
 
-``scripts/make_synthetic_evican.py`` calls :func:`make_synthetic_evican`. The output is read by
-``scripts/prepare_evican.py`` exactly like the real release (COCO polygons without bbox/area,
+``scripts/dataset_converters/make_synthetic_evican.py`` calls :func:`make_synthetic_evican`. The output is read by
+``scripts/dataset_converters/prepare_evican.py`` exactly like the real release (COCO polygons without bbox/area,
 ``*Background.jpg`` files in train/val, partially annotated train/val, eval split in three levels).
 
 Cultures differ in morphology (size, elongation, outline irregularity, nucleus/cell ratio, texture,
@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from ..utils import atomic_save, atomic_write_text
+from deepcis_mm.utils import atomic_save, atomic_write_text
 
 # 30 cell lines, named like real ones (EVICAN60 has 30 cultures; its exact list is not needed here).
 CULTURES = ('HeLa', 'MCF-7', 'SW-480', 'C2C12', 'A549', 'HEK-293', 'U2OS', 'NIH-3T3', 'HT-29',

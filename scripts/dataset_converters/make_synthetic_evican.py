@@ -1,15 +1,18 @@
 #!/usr/bin/env python
-"""Write synthetic EVICAN data in the real release layout (then run scripts/prepare_evican.py on it).
+"""Write synthetic EVICAN data in the real release layout (then run scripts/dataset_converters/prepare_evican.py on it).
 
-    python scripts/make_synthetic_evican.py OUT [--cultures 4 | --cultures HeLa,MCF-7] [--seed 0] ...
+    python scripts/dataset_converters/make_synthetic_evican.py OUT [--cultures 4 | --cultures HeLa,MCF-7] [--seed 0] ...
 
-Logic: deepcis_mm/datasets/synthetic.py. Same arguments -> byte-identical output.
+Logic: scripts/dataset_converters/synthetic_evican.py. Same arguments -> byte-identical output.
 """
 import argparse
+import os.path as osp
 import sys
 import time
 
-from deepcis_mm.datasets.synthetic import CULTURES, make_synthetic_evican
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root: scripts.*
+
+from scripts.dataset_converters.synthetic_evican import CULTURES, make_synthetic_evican  # noqa: E402
 
 
 def main(argv=None):

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """DeepCIS against stock MMDetection models, both sides measured in one run.
 
-    python scripts/benchmark.py speed    [--device auto|cpu|cuda|cpu,cuda] [--size 512] [--repeats 3] [--models a,b,c,d]
-    python scripts/benchmark.py accuracy [--models d,cpu-mask,cpu-cascade]
-    python scripts/benchmark.py predict  [--checkpoint CKPT|random] [--sizes 1024,2048,4096,8192]
+    python scripts/analysis_tools/benchmark.py speed    [--device auto|cpu|cuda|cpu,cuda] [--size 512] [--repeats 3] [--models a,b,c,d]
+    python scripts/analysis_tools/benchmark.py accuracy [--models d,cpu-mask,cpu-cascade]
+    python scripts/analysis_tools/benchmark.py predict  [--checkpoint CKPT|random] [--sizes 1024,2048,4096,8192]
 
 speed: per-iteration training time (forward, loss, backward, SGD step on 2 images), per-image
 inference time and peak memory at a fixed input size, median of repeated runs after warm-up, for
@@ -20,8 +20,8 @@ predict: `deepcis predict` (read, tiles through the model, every export written)
 fields of growing size with the demo model (default: the `make demo` checkpoint; `random`: the demo
 config with random weights): time, megapixels/s, peak resident memory per size, growth exponents.
 
-Each writes work_dirs/benchmark/{speed,accuracy,predict}.{md,json}; --update-readme puts the speed or
-accuracy table in README.md between its benchmark markers.
+Each writes work_dirs/benchmark/{speed,accuracy,predict}.{md,json}; --update-docs puts the speed or
+accuracy table in docs/benchmarks.md between its benchmark markers.
 """
 import argparse
 import datetime
@@ -30,16 +30,20 @@ import os.path as osp
 import shlex
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-os.chdir(osp.dirname(osp.dirname(osp.abspath(__file__))))  # configs and tools/ are repo-relative
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)  # the repository root: `scripts.*` importable
+os.chdir(ROOT)  # configs and tools/ are repo-relative
+DOCS = 'docs/benchmarks.md'  # where --update-docs writes the speed and accuracy tables
 
-from deepcis_mm.benchmarks.accuracy import ACCURACY_MODELS, COLUMNS, run_accuracy  # noqa: E402
-from deepcis_mm.benchmarks.predict import DEMO, SIZES, exponents, predict_table, random_checkpoint, \
-    run_predict_bench  # noqa: E402
-from deepcis_mm.benchmarks.speed import COMPONENTS, SPEED_MODELS, run_speed, speed_devices  # noqa: E402
-from deepcis_mm.benchmarks.tables import (accuracy_table, breakdown_table, machine_info,  # noqa: E402
-                                          speed_table, update_readme)
+from scripts.analysis_tools.benchmarks.accuracy import (ACCURACY_MODELS, COLUMNS, CULTURE_COLUMNS,  # noqa: E402
+                                                        EVAL_SUBSETS, PRESETS, run_accuracy)
+from scripts.analysis_tools.benchmarks.predict import (DEMO, SIZES, exponents, predict_table,  # noqa: E402
+                                                       random_checkpoint, run_predict_bench)
+from scripts.analysis_tools.benchmarks.speed import (COMPONENTS, SPEED_MODELS, run_speed,  # noqa: E402
+                                                     speed_devices)
 from deepcis_mm.utils import atomic_write_json, atomic_write_text  # noqa: E402
+from scripts.analysis_tools.benchmarks.tables import (accuracy_table, breakdown_table, culture_table,  # noqa: E402
+                                                      machine_info, speed_table, update_section)
 
 
 def _select(models, keys: str, flag: str):
@@ -57,7 +61,7 @@ def _log(msg: str) -> None:
 
 def _publish(args, name: str, blocks, rows, extra: str) -> None:
     """``blocks``: (device, table) pairs, each printed under its machine line."""
-    command = 'python scripts/benchmark.py ' + ' '.join(shlex.quote(a) for a in sys.argv[1:])
+    command = 'python scripts/analysis_tools/benchmark.py ' + ' '.join(shlex.quote(a) for a in sys.argv[1:])
     stamp = datetime.datetime.now().strftime('%Y-%m-%d')
     text = f'`{command}` ({stamp}; {extra})\n\n'
     for device, table in blocks:
@@ -67,9 +71,9 @@ def _publish(args, name: str, blocks, rows, extra: str) -> None:
     atomic_write_text(osp.join(args.out, f'{name}.md'), text)
     atomic_write_json(osp.join(args.out, f'{name}.json'), dict(command=command, rows=rows), indent=1)
     print('\n' + text)
-    if args.update_readme:
-        update_readme('README.md', name, text)
-        print(f'README.md: {name} table updated')
+    if args.update_docs:
+        update_section(DOCS, name, text)
+        print(f'{DOCS}: {name} table updated')
 
 
 def main() -> None:
@@ -91,6 +95,13 @@ def main() -> None:
     a.add_argument('--models', default=','.join(m[0] for m in ACCURACY_MODELS),
                    help='subset of: ' + '; '.join(f'{k} = {label}' for k, label, _ in ACCURACY_MODELS))
     a.add_argument('--work-dir', default='work_dirs/benchmark/accuracy', help='trainings go here')
+    a.add_argument('--presets', default='demo',
+                   help='data presets, comma-separated: ' + '; '.join(
+                       f'{k} = {v["cultures"]} cultures' for k, v in PRESETS.items()))
+    a.add_argument('--subsets', default='single-culture',
+                   help='eval subsets, comma-separated: ' + ', '.join(n for n, _ in EVAL_SUBSETS))
+    a.add_argument('--reuse', action='store_true',
+                   help='use a finished training found in --work-dir/<preset>/<model>/ instead of training again')
     r = sub.add_parser('predict', help='deepcis predict on dense synthetic fields of growing size')
     r.add_argument('--checkpoint', default='work_dirs/demo/last_checkpoint',
                    help='demo-config checkpoint, a last_checkpoint file naming one (default: `make demo`\'s), '
@@ -105,7 +116,8 @@ def main() -> None:
     for q in (s, a, r):
         q.add_argument('--out', default='work_dirs/benchmark', help='where the table and JSON go')
         if q is not r:
-            q.add_argument('--update-readme', action='store_true', help='write the table into README.md')
+            q.add_argument('--update-docs', '--update-readme', dest='update_docs', action='store_true',
+                           help=f'write the table into {DOCS}')
     args = p.parse_args()
 
     if args.command == 'predict':
@@ -127,7 +139,7 @@ def main() -> None:
         load = ' '.join(f'{v:.1f}' for v in os.getloadavg())
         rows = run_predict_bench(sorted(sizes), args.config, ckpt, args.work_dir,
                                  extra=['--score-thr', str(args.score_thr)], log=_log, ap_max=args.ap_max)
-        args.update_readme = False
+        args.update_docs = False
         extra = (f'checkpoint {ckpt}, score threshold {args.score_thr:g}; one run per size, each in its own '
                  f'process; time = reading + tiles through the model + every export written (model loading excluded); load average before '
                  f'{load}, during each size in the JSON')
@@ -162,11 +174,21 @@ def main() -> None:
         _publish(args, 'speed', blocks, rows, extra)
     else:
         models = _select(ACCURACY_MODELS, args.models, '--models')
-        rows = run_accuracy(models, args.work_dir, log=_log)
-        extra = 'mAP and culture accuracy in %; 450 iterations x 2 images each, seed 0; eval split of the demo data'
+        presets = [p.strip() for p in args.presets.split(',') if p.strip()]
+        subsets = [p.strip() for p in args.subsets.split(',') if p.strip()]
+        bad = [p for p in presets if p not in PRESETS] + [q for q in subsets if q not in dict(EVAL_SUBSETS)]
+        if bad or not presets or not subsets:
+            raise SystemExit(f'benchmark.py: error: --presets/--subsets {",".join(bad) or "(empty)"} unknown; choose '
+                             f'from {",".join(PRESETS)} / {",".join(dict(EVAL_SUBSETS))}')
+        rows = run_accuracy(models, args.work_dir, log=_log, presets=presets, subsets=subsets, reuse=args.reuse)
+        extra = ('mAP and culture accuracy in %; 450 iterations x 2 images each, seed 0; data presets '
+                 f'{",".join(presets)}, eval subsets {",".join(subsets)}' + (' (--reuse: finished trainings in '
+                                                                             'the work dir used as they are)'
+                                                                             if args.reuse else ''))
         import torch  # tools/train.py trains on the GPU where there is one: name the machine it used
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
-        _publish(args, 'accuracy', [(device, accuracy_table(rows, COLUMNS))], rows, extra)
+        _publish(args, 'accuracy', [(device, culture_table(rows, CULTURE_COLUMNS) + '\n\nPer difficulty level:\n\n'
+                                     + accuracy_table(rows, COLUMNS))], rows, extra)
 
 
 if __name__ == '__main__':

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-# (key, label, config) of the models compared by `scripts/benchmark.py accuracy`
+# (key, label, config) of the models compared by `scripts/analysis_tools/benchmark.py accuracy`
 ACCURACY_MODELS = (
     ('d', 'DeepCIS CPU demo (S14-DCNv2)', 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'),
     ('cpu-mask', 'Mask R-CNN R18-c16-FPN', 'configs/baselines/mask-rcnn_r18-c16_fpn_demo_synthetic-evican.py'),
@@ -58,8 +58,8 @@ CULTURE_COLUMNS = ['bbox_mAP', 'segm_mAP', 'segm_agnostic_mAP', 'segm_ratio', 'c
 def ensure_demo_data(src: str = DATA_SRC, dst: str = DATA_ROOT, log=print) -> None:
     """Write and convert the synthetic EVICAN of ``make demo`` (scripts/demo.sh stages 1-2, same
     arguments) unless it is there already."""
-    from ..datasets.release import convert_release
-    from ..datasets.synthetic import CULTURES, make_synthetic_evican
+    from scripts.dataset_converters.evican_release import convert_release
+    from scripts.dataset_converters.synthetic_evican import CULTURES, make_synthetic_evican
     if osp.isfile(osp.join(dst, 'annotations', 'instances_eval.json')):
         return
     log(f'writing the demo data: {src} -> {dst}')
@@ -70,8 +70,8 @@ def ensure_demo_data(src: str = DATA_SRC, dst: str = DATA_ROOT, log=print) -> No
 def ensure_preset_data(preset: str, root: str = 'data/benchmark', log=print) -> str:
     """Write and convert the data of ``preset`` (:data:`PRESETS`) under ``root/<preset>`` unless it is
     there already; return the prepared folder."""
-    from ..datasets.release import convert_release
-    from ..datasets.synthetic import CULTURES, make_synthetic_evican
+    from scripts.dataset_converters.evican_release import convert_release
+    from scripts.dataset_converters.synthetic_evican import CULTURES, make_synthetic_evican
     p = PRESETS[preset]
     src, dst = osp.join(root, preset, 'release'), osp.join(root, preset, 'prepared')
     if not all(osp.isfile(osp.join(dst, 'annotations', f)) for _, f in EVAL_SUBSETS):
@@ -151,8 +151,11 @@ def train(config: str, work_dir: str, log=print, cfg_options: Optional[dict] = N
 def score_with_consensus(batches: Iterable[Tuple[dict, list]], build_evaluator: Callable, dataset_meta: dict,
                          nms_cfg: dict, n_images: int) -> Dict[str, Dict[str, float]]:
     """Score (data batch, predicted samples) pairs twice: as predicted ('off') and after image-level
-    culture consensus ('on', :func:`apply_culture_consensus` with ``nms_cfg``). Returns flat metrics."""
-    from ..models import apply_culture_consensus
+    culture consensus ('on', :func:`apply_culture_consensus` with ``nms_cfg`` and the class table of
+    ``dataset_meta``, the function the DeepCIS head uses). Returns flat metrics."""
+    from deepcis_mm.datasets import class_table
+    from deepcis_mm.models import apply_culture_consensus
+    table = class_table(dataset_meta)
     evaluators = {name: build_evaluator() for name in ('off', 'on')}
     for ev in evaluators.values():
         ev.dataset_meta = dataset_meta
@@ -161,7 +164,7 @@ def score_with_consensus(batches: Iterable[Tuple[dict, list]], build_evaluator: 
         voted = []
         for sample in outputs:
             sample = sample.clone()
-            sample.pred_instances = apply_culture_consensus(sample.pred_instances, sample.metainfo, nms_cfg)
+            sample.pred_instances = apply_culture_consensus(sample.pred_instances, table, nms_cfg)
             voted.append(sample)
         evaluators['on'].process(data_samples=voted, data_batch=data)
     return {name: {k.split('/', 1)[-1]: v for k, v in ev.evaluate(n_images).items()}
@@ -202,15 +205,16 @@ def evaluate(config: str, checkpoint: str, work_dir: str, cfg_options: Optional[
     import torch
     from mmengine.runner import load_checkpoint
 
-    from ..engine.runner_utils import build_runner, load_config
+    from deepcis_mm.engine import set_dataset_meta
+    from deepcis_mm.engine.runner_utils import build_runner, load_config
     cfg = load_config(config, cfg_options, work_dir=work_dir)
     cfg.model.backbone.init_cfg = None
     cfg.log_level = 'WARNING'  # the benchmark prints its own table; no config dump per model
     runner = build_runner(cfg)
     load_checkpoint(runner.model, checkpoint, map_location='cpu', logger='silent')
     model, loader = runner.model, runner.test_dataloader
+    set_dataset_meta(model, loader.dataset.metainfo)  # as DatasetMetaHook does before runner.test()
     model.eval()
-    model.dataset_meta = dict(loader.dataset.metainfo)  # as DatasetMetaHook does in tools/test.py
     if image_culture_options and has_image_culture(model):
         return _evaluate_options(model, loader, cfg, runner, image_culture_options)
 
@@ -227,7 +231,9 @@ def evaluate(config: str, checkpoint: str, work_dir: str, cfg_options: Optional[
 
 def _evaluate_options(model, loader, cfg, runner, options) -> Dict[str, Dict[str, float]]:
     import torch
-    from ..models import apply_culture_consensus
+    from deepcis_mm.datasets import class_table
+    from deepcis_mm.models import apply_culture_consensus
+    table = class_table(loader.dataset.metainfo)
     evaluators = {}
     for name, _ in options:
         for tag in (name, f'{name} + consensus vote'):
@@ -242,8 +248,7 @@ def _evaluate_options(model, loader, cfg, runner, options) -> Dict[str, Dict[str
                     voted = []
                     for sample in outputs:
                         sample = sample.clone()
-                        sample.pred_instances = apply_culture_consensus(sample.pred_instances, sample.metainfo,
-                                                                        nms_cfg)
+                        sample.pred_instances = apply_culture_consensus(sample.pred_instances, table, nms_cfg)
                         voted.append(sample)
                     evaluators[f'{name} + consensus vote'].process(data_samples=voted, data_batch=data)
         return {tag: {k.split('/', 1)[-1]: v for k, v in ev.evaluate(len(loader.dataset)).items()}

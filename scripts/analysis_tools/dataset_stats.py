@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Instance area / aspect-ratio histograms per kind and the anchor sizes and ratios they suggest.
 
-    python scripts/dataset_stats.py PREPARED_DIR [--out DIR] [--splits train val eval]
+    python scripts/analysis_tools/dataset_stats.py PREPARED_DIR [--out DIR] [--splits train val eval]
 
-PREPARED_DIR is the output of scripts/prepare_evican.py (real or synthetic). Writes
+PREPARED_DIR is the output of scripts/dataset_converters/prepare_evican.py (real or synthetic). Writes
 ``stats_hist.png`` and ``anchor_stats.json`` to --out (default PREPARED_DIR) and prints the suggestion.
 """
 import argparse
@@ -16,8 +16,10 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from deepcis_mm.datasets.anchor_stats import anchor_report, instance_shapes  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root: scripts.*
+
 from deepcis_mm.utils import atomic_save, atomic_write_json  # noqa: E402
+from scripts.analysis_tools.anchor_stats import anchor_report, instance_shapes  # noqa: E402
 
 PAPER_SIZES = {'cell': (2, 6, 17, 31, 64, 127, 256, 512, 1024),
                'nucleus': (2, 6, 8, 12, 17, 24, 31, 64, 127, 256)}
@@ -33,7 +35,7 @@ def main(argv=None):
     files = [f for f in files if osp.isfile(f)]
     if not files:
         print(f'dataset_stats: error: no annotations/instances_{{{",".join(args.splits)}}}.json in '
-              f'{args.prepared} (run scripts/prepare_evican.py first)', file=sys.stderr)
+              f'{args.prepared} (run scripts/dataset_converters/prepare_evican.py first)', file=sys.stderr)
         return 2
     shapes = instance_shapes(files)
     report = anchor_report(shapes, PAPER_SIZES)

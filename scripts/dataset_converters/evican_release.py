@@ -1,4 +1,4 @@
-"""Convert the official EVICAN release layout into normalized COCO files (``scripts/prepare_evican.py``).
+"""Convert the official EVICAN release layout into normalized COCO files (``scripts/dataset_converters/prepare_evican.py``).
 
 Release layout (EVICAN60, or EVICAN2 with categories Cell/Nucleus)::
 
@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from ..utils import atomic_write_json, atomic_write_text
-from .categories import class_name, parse_categories
+from deepcis_mm.utils import atomic_write_json, atomic_write_text
+from deepcis_mm.datasets.categories import class_name, parse_categories
 
 logger = logging.getLogger('deepcis.prepare')
 
@@ -463,7 +463,10 @@ def summarize(splits: Dict[str, _Split], categories: List[dict], variant: str) -
                             instances=sum(inst.values()),
                             per_class={n: dict(images=len(imgs[n]), instances=inst[n])
                                        for n in result['classes'] if inst[n]})
+        # instances per image bound the test-time proposal count a model needs (docs/inference.md)
+        per_image = Counter(a['image_id'] for a in out.annotations)
         result['splits'][split] = dict(images=len(out.images), instances=len(out.annotations),
+                                       max_instances_per_image=max(per_image.values(), default=0),
                                        levels=per, bit_depths=dict(sorted(out.depths.items())))
     return result
 
@@ -481,6 +484,9 @@ def format_summary(summary: dict) -> str:
     for split, s in summary['splits'].items():
         lines.append(f'## {split}: {s["images"]} images, {s["instances"]} instances')
         lines.append('')
+        if s['images']:
+            lines += [f'Instances per image: mean {s["instances"] / s["images"]:.1f}, '
+                      f'max {s.get("max_instances_per_image", 0)}', '']
         levels = list(s['levels'])
         lines.append('| class | ' + ' | '.join(f'{lv} images | {lv} instances' for lv in levels) + ' |')
         lines.append('|---|' + '---|---|' * len(levels))
