@@ -226,3 +226,83 @@ def test_variant_train_step_and_predict(prepared):
         sure = model.test_step(pseudo_collate([test_ds[0]]))[0].pred_instances
         cultures = [ds.metainfo['cultures'][i] for i in sure.labels.tolist()]
         assert set(cultures) == {'MCF-7'}
+
+
+# --- benchmark: every combination option scored from one backbone/RPN pass --------------------------
+def test_benchmark_scores_every_option_from_one_model(prepared, tmp_path):
+    from mmdet.registry import MODELS
+
+    from deepcis_mm.engine import apply_cpu_fallback
+    from scripts.analysis_tools.benchmarks.accuracy import IMAGE_CULTURE_OPTIONS, evaluate
+    cfg = Config.fromfile(VARIANT)
+    apply_cpu_fallback(cfg, force=True)
+    cfg.model.roi_head.num_classes = 6
+    cfg.model.roi_head.img_culture_head.num_cultures = 3
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    with torch.no_grad():  # a flat image posterior: every option must score exactly as per-instance
+        model.roi_head.img_culture_head.fc.weight.zero_()
+        model.roi_head.img_culture_head.fc.bias.zero_()
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    opts = {'model.roi_head.num_classes': 6, 'model.roi_head.img_culture_head.num_cultures': 3,
+            'test_dataloader.dataset.data_root': prepared + '/',
+            'test_evaluator.ann_file': prepared + '/annotations/instances_eval.json',
+            'test_dataloader.num_workers': 0, 'test_dataloader.persistent_workers': False,
+            'model.test_cfg.rcnn.score_thr': 0.05}
+    scores = evaluate(VARIANT, ckpt, str(tmp_path / 'w'), opts, IMAGE_CULTURE_OPTIONS)
+    names = [n for n, _ in IMAGE_CULTURE_OPTIONS]
+    assert set(scores) == set(names) | {f'{n} + consensus vote' for n in names}
+    base = scores[names[0]]
+    assert 'img_culture_acc' in base and 0 <= base['img_culture_acc'] <= 1
+    for name in names[1:]:
+        for key in ('bbox_mAP', 'segm_mAP', 'segm_agnostic_mAP', 'culture_acc'):
+            a, b = scores[name][key], base[key]
+            assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, abs=1e-9), (name, key)
+
+
+# --- predict: the image's culture in the CSV and the overlay caption -------------------------------
+def test_image_culture_of_tiles_is_pixel_weighted():
+    from deepcis_mm.apis.inference import image_culture_of_tiles
+    assert image_culture_of_tiles([]) is None
+    name, p = image_culture_of_tiles([(100, ('A', 'B'), [1.0, 0.0]), (300, ('A', 'B'), [0.0, 1.0])])
+    assert name == 'B' and p == pytest.approx(0.75)
+
+
+def test_predict_writes_image_culture(tmp_path):
+    import csv
+
+    import cv2
+    from mmdet.registry import MODELS
+
+    from deepcis_mm.apis import Predictor
+    from deepcis_mm.cli import main
+    from deepcis_mm.engine import apply_cpu_fallback
+    classes = ['HeLa cell', 'HeLa nucleus', 'MCF-7 cell', 'MCF-7 nucleus', 'SW-480 cell', 'SW-480 nucleus',
+               'C2C12 cell', 'C2C12 nucleus']
+    cfg = Config.fromfile(VARIANT)
+    apply_cpu_fallback(cfg, force=True)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    with torch.no_grad():  # the image branch is sure: MCF-7
+        model.roi_head.img_culture_head.fc.weight.zero_()
+        model.roi_head.img_culture_head.fc.bias.copy_(torch.tensor([0.0, 20.0, 0.0, 0.0]))
+    ckpt = str(tmp_path / 'model.pth')
+    meta = dict(classes=classes, cultures=tuple(c.split()[0] for c in classes),
+                kinds=tuple(c.split()[1] for c in classes))
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=meta)), ckpt)
+    (tmp_path / 'in').mkdir()
+    cv2.imwrite(str(tmp_path / 'in' / 'a.png'), np.random.default_rng(0).integers(0, 255, (96, 128), dtype=np.uint8))
+    pred = Predictor(VARIANT, ckpt, score_thr=0.0)
+    assert pred.has_image_culture
+    inst = pred.predict(cv2.imread(str(tmp_path / 'in' / 'a.png')))
+    assert inst.image_culture[0] == 'MCF-7' and inst.image_culture[1] > 0.99
+    assert main(['predict', str(tmp_path / 'in'), '--config', VARIANT, '--checkpoint', ckpt, '--out',
+                 str(tmp_path / 'out'), '--score-thr', '0.0', '--quiet']) == 0
+    with open(tmp_path / 'out' / 'instances.csv') as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames[-2:] == ['image_culture', 'image_culture_prob'] and rows
+    assert {r['image_culture'] for r in rows} == {'MCF-7'} and all(float(r['image_culture_prob']) > 0.99 for r in rows)
+    # the image branch also decides each instance's culture here (mode 'product', sure posterior)
+    assert {r['culture'] for r in rows} == {'MCF-7'}
