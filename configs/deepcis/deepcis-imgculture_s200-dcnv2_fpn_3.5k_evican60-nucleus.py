@@ -6,5 +6,5 @@ model = dict(
     roi_head=dict(
         type='ImageCultureCascadeRoIHead',
         img_culture_head=dict(type='ImageCultureHead', num_cultures=30, in_channels=256, feat_channels=128,
-                              num_levels=5)),
+                              num_levels=5, loss_weight=1.0)),
     test_cfg=dict(rcnn=dict(image_culture=dict(mode='product', weight=1.0))))
