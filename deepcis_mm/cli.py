@@ -1,10 +1,9 @@
 """``deepcis`` command line: ``deepcis predict INPUT --config C --checkpoint K [--out DIR] ...``.
 
-One parser, one function per subcommand; the work is done in :mod:`deepcis_mm.apis`.
+One parser, one function per subcommand that calls package API (:mod:`deepcis_mm.apis`,
+:mod:`deepcis_mm.evaluation.compare_runs`) and turns its errors into exit codes.
 """
 import argparse
-import contextlib
-import io
 import os.path as osp
 import signal
 import sys
@@ -12,47 +11,28 @@ import threading
 
 
 def predict(args) -> int:
-    """Run the predictor over the inputs and write every output; see ``deepcis predict --help``.
+    """``deepcis predict``: :func:`~deepcis_mm.apis.predict_to_folder` with the parsed arguments.
 
     Exit 0: every image predicted and written; 2: an input error (nothing written); 3: --skip-bad
     skipped unreadable images (listed; the others written).
     """
-    from .apis.exports import OutputFolder, PredictionWriter, predict_files
-    from .apis.inference import InputError, Predictor, list_inputs
-    writer = None
+    from .apis import InputError, predict_to_folder
     # `kill` (SIGTERM) ends the run like Ctrl-C: the staging folder is removed, --out stays as it was
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) \
         if threading.current_thread() is threading.main_thread() else None
     try:
-        paths = list_inputs(args.input)
-        predictor = Predictor(args.config, args.checkpoint, args.device, args.score_thr, args.consensus,
-                              args.tile_size, args.tile_overlap, args.scale, args.batch_size)
-        gt = None
-        if args.gt:
-            from pycocotools.coco import COCO
-            if not osp.isfile(args.gt):
-                raise InputError(f'{args.gt}: ground-truth file not found')
-            with contextlib.redirect_stdout(io.StringIO()):
-                gt = COCO(args.gt)
-        writer = PredictionWriter(OutputFolder(args.out, args.overwrite), predictor.classes, predictor.cultures,
-                                  predictor.kinds, predictor.palette, gt,
-                                  image_culture=predictor.has_image_culture)
-        for path in paths:
-            writer.gt_image(path)  # every input must be in --gt before anything runs
-        predict_files(predictor, paths, writer, skip_bad=args.skip_bad, quiet=args.quiet)
+        writer = predict_to_folder(
+            args.input, args.config, args.checkpoint, args.out, overwrite=args.overwrite, gt=args.gt,
+            skip_bad=args.skip_bad, quiet=args.quiet, device=args.device, score_thr=args.score_thr,
+            consensus=args.consensus, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+            scale=args.scale, batch_size=args.batch_size, fuse_conv_bn=args.fuse_conv_bn)
     except InputError as e:
-        if writer is not None:
-            writer.abort()
         print(f'deepcis predict: error: {e}', file=sys.stderr)
         return 2
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    done = len(paths) - len(writer.skipped)
+    done = len(writer.images)
     print(f'deepcis predict: {writer.n_instances} instances in {done} image(s) -> {args.out} '
           f'(overlays/, labels/, geojson/, instances.csv, coco_results.json, coco_instances.json)')
     if writer.skipped:
@@ -88,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help='overlap of neighbouring tiles in model-input px (default: a quarter tile); '
                          'objects larger than this may be cut')
     pr.add_argument('--batch-size', type=int, default=1, help='tiles per forward pass')
+    pr.add_argument('--no-fuse-conv-bn', dest='fuse_conv_bn', action='store_false',
+                    help='keep BN layers apart from their convs (default: folded, mmcv fuse_conv_bn)')
     pr.add_argument('--score-thr', type=float, default=0.3)
     pr.add_argument('--consensus', action='store_true',
                     help='image-level culture consensus (one culture per image; not for co-cultures)')

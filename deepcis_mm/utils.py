@@ -57,3 +57,11 @@ def atomic_save(path: str, save_fn) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def markdown_table(header, rows) -> str:
+    """The one markdown table writer: a header row, the separator, one line per row (cells as given,
+    turned into text with ``str``); no trailing newline."""
+    lines = ['| ' + ' | '.join(map(str, header)) + ' |', '|' + '---|' * len(header)]
+    lines += ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows]
+    return '\n'.join(lines)

@@ -14,7 +14,7 @@ mkdir -p "$WORK"
 stage() { echo; echo "=== demo: $* ($(( $(date +%s) - start )) s)"; }
 
 stage "1/5 synthetic EVICAN in the release layout -> $SRC"
-"$PY" scripts/dataset_converters/make_synthetic_evican.py "$SRC" --cultures 4 --train 48 --val 8 --eval-per-level 10 --seed 0
+"$PY" scripts/dataset_converters/make_synthetic_evican.py "$SRC" --demo
 stage "2/5 EVICAN converter -> $DST"
 "$PY" scripts/dataset_converters/prepare_evican.py "$SRC" "$DST" | tee "$WORK/dataset_summary.md"
 stage "3/5 instance statistics and suggested anchors -> $WORK/stats"

@@ -11,6 +11,8 @@ import torch
 
 from conftest import ROOT
 from scripts.analysis_tools.benchmarks import speed as speed_mod
+from scripts.analysis_tools.benchmarks import profiling, speed_suite
+from scripts.analysis_tools.benchmarks import synthetic_batch as batch_mod
 from scripts.analysis_tools.benchmarks.accuracy import COLUMNS, evaluate
 from scripts.analysis_tools.benchmarks.tables import accuracy_table, breakdown_table, speed_table, update_section
 
@@ -30,8 +32,8 @@ def test_run_speed_ratios_against_model_b(monkeypatch):
         calls.append((config, phase, args['size'], args['repeats']))
         return _fake_result(known[config, phase], dets=5 if phase == 'infer' else None)
 
-    monkeypatch.setattr(speed_mod, '_measure_in_subprocess', fake)
-    rows = speed_mod.run_speed([('a', 'model a', 'A'), ('b', 'model b', 'B')], size=96, repeats=2,
+    monkeypatch.setattr(speed_suite, '_measure_in_subprocess', fake)
+    rows = speed_suite.run_speed([('a', 'model a', 'A'), ('b', 'model b', 'B')], size=96, repeats=2,
                                infer_repeats=4, log=lambda *_: None)
     # every model, both phases, each in its own measurement with its own repeat count
     assert calls == [('A', 'train', 96, 2), ('A', 'infer', 96, 4), ('B', 'train', 96, 2), ('B', 'infer', 96, 4)]
@@ -47,8 +49,8 @@ def test_run_speed_ratios_against_model_b(monkeypatch):
 
 
 def test_run_speed_without_reference_gives_no_ratio(monkeypatch):
-    monkeypatch.setattr(speed_mod, '_measure_in_subprocess', lambda *a: _fake_result(1.0))
-    rows = speed_mod.run_speed([('d', 'demo', 'D')], log=lambda *_: None)
+    monkeypatch.setattr(speed_suite, '_measure_in_subprocess', lambda *a: _fake_result(1.0))
+    rows = speed_suite.run_speed([('d', 'demo', 'D')], log=lambda *_: None)
     assert rows[0]['train']['ratio'] is None
     assert '| n/a |' in speed_table(rows, 512, 2)
 
@@ -109,7 +111,7 @@ def test_conv_bn_fusion_keeps_the_detections():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    data = speed_mod._collate(speed_mod.synthetic_batch(128, 1, 0))
+    data = batch_mod.collate(batch_mod.synthetic_batch(128, 1, 0))
     with torch.no_grad():
         ref = model.test_step(data)[0].pred_instances
         fused_model = fuse_conv_bn(copy.deepcopy(model))
@@ -124,13 +126,13 @@ def test_conv_bn_fusion_keeps_the_detections():
 
 
 def test_synthetic_batch_is_fixed_size_with_cells_and_nuclei():
-    samples = speed_mod.synthetic_batch(128, 2, seed=0)
-    again = speed_mod.synthetic_batch(128, 2, seed=0)
+    samples = batch_mod.synthetic_batch(128, 2, seed=0)
+    again = batch_mod.synthetic_batch(128, 2, seed=0)
     for s, t in zip(samples, again):
         assert s['inputs'].shape == (3, 128, 128) and torch.equal(s['inputs'], t['inputs'])
         gt = s['data_samples'].gt_instances
         assert len(gt) > 0 and len(gt.masks) == len(gt)
-        assert set(gt.labels.tolist()) <= set(range(2 * speed_mod.N_CULTURES))
+        assert set(gt.labels.tolist()) <= set(range(2 * batch_mod.N_CULTURES))
         assert {0, 1} <= {lab % 2 for lab in gt.labels.tolist()}  # cells and nuclei
 
 
@@ -154,7 +156,7 @@ def test_benchmark_speed_command_writes_tables(tmp_path):
 
 def test_model_b_is_the_deepcis_backbone_under_stock_cascade_heads():
     from mmengine.config import Config
-    configs = {k: Config.fromfile(osp.join(ROOT, c)).model for k, _, c in speed_mod.SPEED_MODELS}
+    configs = {k: Config.fromfile(osp.join(ROOT, c)).model for k, _, c in speed_suite.SPEED_MODELS}
     a, b = configs['a'], configs['b']
     assert b.backbone == a.backbone and b.backbone.type == 'ResNeSt' and b.backbone.depth == 200
     assert b.backbone.stage_with_dcn == (False, True, True, True) and b.neck == a.neck
@@ -174,15 +176,15 @@ def test_model_b_is_the_deepcis_backbone_under_stock_cascade_heads():
 
 
 def test_speed_devices_auto_adds_the_gpu_only_where_there_is_one():
-    assert speed_mod.speed_devices('auto', gpu_available=False) == ['cpu']
-    assert speed_mod.speed_devices('auto', gpu_available=True) == ['cpu', 'cuda']
-    assert speed_mod.speed_devices('cpu, cuda:1', gpu_available=True) == ['cpu', 'cuda:1']
+    assert speed_suite.speed_devices('auto', gpu_available=False) == ['cpu']
+    assert speed_suite.speed_devices('auto', gpu_available=True) == ['cpu', 'cuda']
+    assert speed_suite.speed_devices('cpu, cuda:1', gpu_available=True) == ['cpu', 'cuda:1']
     with pytest.raises(ValueError, match='torch sees no GPU'):
-        speed_mod.speed_devices('cpu,cuda', gpu_available=False)
+        speed_suite.speed_devices('cpu,cuda', gpu_available=False)
     with pytest.raises(ValueError, match='--device gpu unknown'):
-        speed_mod.speed_devices('gpu', gpu_available=True)
+        speed_suite.speed_devices('gpu', gpu_available=True)
     with pytest.raises(ValueError, match='empty'):
-        speed_mod.speed_devices(',', gpu_available=True)
+        speed_suite.speed_devices(',', gpu_available=True)
 
 
 def test_post_hoc_consensus_equals_the_heads_own(prepared, tmp_path):
@@ -277,10 +279,10 @@ def test_flop_count_of_a_deformable_conv_by_hand():
     x = torch.rand(1, 3, 8, 8, requires_grad=True)
     offset_conv = 2 * (27 * 8 * 8) * (3 * 9)  # 2 FLOPs per multiply-add: outputs x (in x k x k)
     dcn = 2 * (4 * 8 * 8) * (3 * 9)  # invisible to torch: counted by the hook
-    with torch.no_grad(), speed_mod.FlopCount(m, backward=False) as fc:
+    with torch.no_grad(), profiling.FlopCount(m, backward=False) as fc:
         m(x)
     assert fc.total == offset_conv + dcn == 107136
-    with speed_mod.FlopCount(m, backward=True) as fc:
+    with profiling.FlopCount(m, backward=True) as fc:
         m(x).sum().backward()
     assert fc.total == 3 * (offset_conv + dcn)  # backward: gradients of input and weights
 

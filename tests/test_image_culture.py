@@ -263,7 +263,7 @@ def test_benchmark_scores_every_option_from_one_model(prepared, tmp_path):
 
 # --- predict: the image's culture in the CSV and the overlay caption -------------------------------
 def test_image_culture_of_tiles_is_pixel_weighted():
-    from deepcis_mm.apis.inference import image_culture_of_tiles
+    from deepcis_mm.apis.predictor import image_culture_of_tiles
     assert image_culture_of_tiles([]) is None
     name, p = image_culture_of_tiles([(100, ('A', 'B'), [1.0, 0.0]), (300, ('A', 'B'), [0.0, 1.0])])
     assert name == 'B' and p == pytest.approx(0.75)

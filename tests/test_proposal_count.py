@@ -42,3 +42,15 @@ def test_bad_counts_are_a_one_line_error():
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1].startswith('proposal_count.py: error: --counts 300,x')
+
+
+def test_paper_configs_default_to_300_proposals_and_the_authors_3000_is_a_named_config():
+    from mmengine.config import Config
+    for setting in ('cell', 'nucleus', 'cell-nucleus'):
+        base = f'{ROOT}/configs/deepcis/deepcis_s200-dcnv2_fpn_3.5k_evican60-{setting}'
+        default, authors = Config.fromfile(base + '.py').to_dict(), Config.fromfile(base + '_3000-proposals.py').to_dict()
+        assert default['model']['test_cfg']['rpn']['max_per_img'] == 300
+        assert authors['model']['test_cfg']['rpn']['max_per_img'] == 3000
+        assert authors['model']['train_cfg'] == default['model']['train_cfg']  # training unchanged (3000)
+        authors['model']['test_cfg']['rpn']['max_per_img'] = 300
+        assert authors == default  # nothing else differs

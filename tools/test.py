@@ -21,6 +21,9 @@ def parse_args():
     p.add_argument('--work-dir', help='folder for logs and evaluation tables')
     p.add_argument('--out', help='dump predictions to a pickle file (mmdet DumpDetResults)')
     p.add_argument('--show-dir', help='save drawn predictions under work_dir/timestamp/SHOW_DIR')
+    p.add_argument('--fuse-conv-bn', action='store_true',
+                   help='fold BN into the preceding convs before testing (faster, same detections to float '
+                        'tolerance; mmcv fuse_conv_bn)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction,
                    help='override existing config entries; a new key is written +key=value')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
@@ -46,6 +49,8 @@ def main():
             cfg.test_evaluator = list(cfg.test_evaluator) if isinstance(cfg.test_evaluator, list) \
                 else [cfg.test_evaluator]
             cfg.test_evaluator.append(dict(type='DumpDetResults', out_file_path=args.out))
+        if args.fuse_conv_bn:
+            cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(type='FuseConvBNHook')]
         check_data_paths(cfg, ['test'])
         # a checkpoint of another config is an error before anything is written (mmengine would load
         # what fits, warn, and evaluate random heads)

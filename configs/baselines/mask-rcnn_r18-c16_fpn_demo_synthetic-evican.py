@@ -4,6 +4,7 @@ _base_ = [
     'mmdet::_base_/models/mask-rcnn_r50_fpn.py',
     '../_base_/datasets/synthetic_evican_demo.py',
     '../_base_/schedules/demo_450it.py',
+    '../_base_/demo_runtime.py',
 ]
 num_classes = 8
 channels = 64

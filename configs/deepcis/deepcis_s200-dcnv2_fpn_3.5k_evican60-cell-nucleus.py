@@ -13,5 +13,6 @@ test_dataloader = val_dataloader
 
 # The paper initialises from a COCO-trained Cascade Mask R-CNN ResNeSt-200 DCN (detectron2 ResNeSt
 # port; not in mmdet's zoo). Default: ImageNet ResNeSt-200 backbone (open-mmlab://resnest200).
-# For COCO init set a converted checkpoint here or pass `--cfg-options load_from=PATH` (README).
+# For COCO init set a converted checkpoint here or pass `--cfg-options load_from=PATH`
+# (docs/models_and_configs.md, Initialisation).
 load_from = None

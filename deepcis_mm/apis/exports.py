@@ -1,4 +1,5 @@
-"""Every output of ``deepcis predict``, made from one :class:`~.instances.Instances` per image.
+"""Every output of ``deepcis predict``, made from one :class:`~.instances.Instances` per image (the
+last step of a prediction, :mod:`.predict_files`).
 
 Instance ids are 1..N per image in score order (after the overlap rule). The same id is the CSV's
 ``instance_id``, the pixel value in ``labels/{stem}_{kind}.png``, ``properties.instance_id`` of the
@@ -20,7 +21,7 @@ from typing import Dict, List, Optional, Sequence
 import cv2
 import numpy as np
 
-from .inference import InputError, image_size, read_image
+from .reading import InputError
 from .instances import Instances, label_image, mask_rle
 from .morphology import measure, parent_label
 from .outline import mask_geometry
@@ -298,44 +299,3 @@ def image_ap50(gt, image_id: int, dets: Sequence[dict]) -> Optional[float]:
     prec = E.eval['precision'][0, :, :, 0, -1]
     prec = prec[prec > -1]
     return float(prec.mean()) if prec.size else None
-
-
-def predict_files(predictor, paths: Sequence[str], writer: PredictionWriter, skip_bad: bool = False,
-                  quiet: bool = False, timings: Optional[Dict[str, float]] = None) -> None:
-    """Predict every image and write its outputs, then commit the folder (``deepcis predict``).
-
-    The progress bar counts tiles. An unreadable image stops the run (nothing is committed) unless
-    ``skip_bad``. ``timings`` (if given) accumulates seconds spent reading, in the model
-    (:meth:`Predictor.predict`) and writing.
-    """
-    from tqdm import tqdm
-    timings = {} if timings is None else timings
-    for key in ('read', 'predict', 'write'):
-        timings.setdefault(key, 0.0)
-    sizes = [image_size(p) for p in paths]
-    n_tiles = [len(predictor.tiles(*hw)) if hw else 1 for hw in sizes]
-    with tqdm(total=sum(n_tiles), desc='deepcis predict', unit='tile', disable=quiet) as bar:
-        for path, expected in zip(paths, n_tiles):
-            bar.set_postfix_str(osp.basename(path), refresh=False)
-            t0 = time.perf_counter()
-            try:
-                img = read_image(path)
-            except InputError as e:
-                if not skip_bad:
-                    raise
-                writer.skip(path, str(e))
-                bar.write(f'deepcis predict: skipped {e}', file=sys.stderr)
-                bar.update(expected)
-                continue
-            t1 = time.perf_counter()
-            bar.total += len(predictor.tiles(*img.shape[:2])) - expected  # header size was unknown/other
-            inst = predictor.predict(img, progress=bar.update)
-            t2 = time.perf_counter()
-            writer.add(path, img, inst)
-            del img, inst
-            timings['read'] += t1 - t0
-            timings['predict'] += t2 - t1
-            timings['write'] += time.perf_counter() - t2
-        t3 = time.perf_counter()
-        writer.finish()
-        timings['write'] += time.perf_counter() - t3

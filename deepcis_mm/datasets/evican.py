@@ -11,6 +11,8 @@ from .categories import culture_key
 from .pipeline_rng import PipelineRNG
 
 SUBSETS = {'cell': ('cell',), 'nucleus': ('nucleus',), 'all': ('cell', 'nucleus')}
+# EVICAN's difficulty levels of the eval images (release file names, the paper's Table I rows)
+LEVELS = {1: 'easy', 2: 'medium', 3: 'difficult'}
 
 
 def with_intensity_rule(pipeline):

@@ -19,9 +19,10 @@ import os.path as osp
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..utils import atomic_save, atomic_write_text
+from ..datasets.evican import LEVELS as EVICAN_LEVELS
+from ..utils import atomic_save, atomic_write_text, markdown_table
 
-LEVELS = (('1', 'L1'), ('2', 'L2'), ('3', 'L3'), ('all', 'all'))
+LEVELS = tuple((str(k), f'L{k}') for k in EVICAN_LEVELS) + (('all', 'all'),)
 IOU_TYPES = ('bbox', 'segm')
 
 
@@ -227,11 +228,9 @@ def _fmt(v) -> str:
     return f'{100 * v:.2f}' if isinstance(v, float) else str(v)
 
 
-def markdown_table(header: List[str], rows: List[List]) -> str:
+def ap_markdown(header: List[str], rows: List[List]) -> str:
     """Markdown with AP values in % (2 decimals) and n/a for missing values."""
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    lines += ['| ' + ' | '.join(_fmt(v) for v in row) + ' |' for row in rows]
-    return '\n'.join(lines) + '\n'
+    return markdown_table(header, [[_fmt(v) for v in row] for row in rows]) + '\n'
 
 
 def csv_table(header: List[str], rows: List[List]) -> str:
@@ -283,7 +282,7 @@ def compare_runs(inputs: Sequence[str], out_dir: str, per_class: bool = False, s
         raise CompareError(f'--level must be one of {", ".join(dict(LEVELS))}, got {level!r}')
     runs = collect_runs(inputs, select)
     header, rows, note = comparison_rows(runs)
-    md = f'{note}.\n\n' + markdown_table(header, rows) + '\nTables: ' + ', '.join(
+    md = f'{note}.\n\n' + ap_markdown(header, rows) + '\nTables: ' + ', '.join(
         f'{r.label} = `{r.folder}`' for r in runs) + '\n'
     out = dict(markdown=osp.join(out_dir, 'compare.md'), csv=osp.join(out_dir, 'compare.csv'),
                png=osp.join(out_dir, 'compare.png'))
@@ -291,7 +290,7 @@ def compare_runs(inputs: Sequence[str], out_dir: str, per_class: bool = False, s
         ph, prow = per_class_rows(runs, iou, level)
         pc_note = (f'{iou} AP (%) per class at level {level}; n/a: the run has no such class or no ground '
                    'truth of it there.\n\n')
-        md += f'\n## Per class\n\n{pc_note}' + markdown_table(ph, prow)
+        md += f'\n## Per class\n\n{pc_note}' + ap_markdown(ph, prow)
         out['per_class_csv'] = osp.join(out_dir, 'per_class.csv')
         atomic_write_text(out['per_class_csv'], csv_table(ph, prow))
     atomic_write_text(out['csv'], csv_table(header, rows))

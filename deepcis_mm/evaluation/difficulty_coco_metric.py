@@ -10,10 +10,10 @@ from mmengine.logging import MMLogger
 from pycocotools.cocoeval import COCOeval
 
 from ..datasets.categories import culture_key, parse_category
+from ..datasets.evican import LEVELS
 from .fast_cocoeval import FastCOCOeval
 
-LEVEL_KEYS = ('all', 1, 2, 3)
-LEVEL_NAMES = {'all': 'all', 1: 'easy', 2: 'medium', 3: 'difficult'}
+LEVEL_KEYS = ('all', *LEVELS)
 STAT_NAMES = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
 # pycocotools' default maxDets[-1]: the limit behind most published COCO AP numbers
 STOCK_MAX_DETS = 100
@@ -218,7 +218,7 @@ class DifficultyCocoMetric(CocoMetric):
     def _level_images(self) -> Dict[object, List[int]]:
         imgs = self._coco_api.imgs
         levels = {'all': list(self.img_ids)}
-        for lvl in (1, 2, 3):
+        for lvl in LEVELS:
             levels[lvl] = [i for i in self.img_ids if int(imgs[i].get('difficulty', 0)) == lvl]
         return levels
 
@@ -290,7 +290,7 @@ class DifficultyCocoMetric(CocoMetric):
         index = {c: i for i, c in enumerate(cultures)}
         pe = E._paramsEval
         t50 = int(np.argmin(np.abs(np.asarray(pe.iouThrs) - 0.5)))
-        level_of = {i: lvl for lvl in (1, 2, 3) for i in levels[lvl]}
+        level_of = {i: lvl for lvl in LEVELS for i in levels[lvl]}
         confusion = {lvl: np.zeros((len(cultures), len(cultures)), np.int64) for lvl in LEVEL_KEYS}
         for n, img_id in enumerate(pe.imgIds):
             e = E.evalImgs[n]  # category -1, area 'all' (first), max detections (last)

@@ -1,4 +1,4 @@
-"""ResNeSt with extra small depths (14, 26) for CPU-scale runs of the same architecture."""
+"""ResNeSt with an extra small depth (14) for CPU-scale runs of the same architecture."""
 from mmdet.models.backbones import ResNeSt
 from mmdet.models.backbones.resnest import Bottleneck
 from mmdet.registry import MODELS
@@ -6,8 +6,8 @@ from mmdet.registry import MODELS
 
 @MODELS.register_module()
 class ResNeStSmall(ResNeSt):
-    """:class:`mmdet.models.ResNeSt` that also accepts depth 14 (1 block per stage) and 26 (2 blocks).
+    """:class:`mmdet.models.ResNeSt` that also accepts depth 14 (1 block per stage: the demo model).
 
-    Same split-attention bottleneck, deep stem, avg-down and DCN options; only the block counts differ.
+    Same split-attention bottleneck, deep stem, avg-down and DCN options; only the block count differs.
     """
-    arch_settings = {**ResNeSt.arch_settings, 14: (Bottleneck, (1, 1, 1, 1)), 26: (Bottleneck, (2, 2, 2, 2))}
+    arch_settings = {**ResNeSt.arch_settings, 14: (Bottleneck, (1, 1, 1, 1))}

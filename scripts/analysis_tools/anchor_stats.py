@@ -4,8 +4,6 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-PAPER_RATIOS = (0.25, 0.5, 1.0, 2.0, 4.0)
-
 
 def instance_shapes(coco_files: Sequence[str]) -> Dict[str, np.ndarray]:
     """Per kind, an (N, 3) array of bbox width, height and mask area from normalized COCO files."""
@@ -50,7 +48,8 @@ def suggest_anchors(wh: np.ndarray, n_sizes: int = 9) -> dict:
     return dict(sizes=sizes, ratios=ratios)
 
 
-def anchor_report(shapes: Dict[str, np.ndarray], paper_sizes: Dict[str, Sequence[int]]) -> dict:
+def anchor_report(shapes: Dict[str, np.ndarray], paper_sizes: Dict[str, Sequence[int]],
+                  paper_ratios: Sequence[float]) -> dict:
     """Per kind: size/ratio percentiles, suggested anchors and coverage of suggested vs paper anchors."""
     report = {}
     for kind, arr in sorted(shapes.items()):
@@ -65,6 +64,6 @@ def anchor_report(shapes: Dict[str, np.ndarray], paper_sizes: Dict[str, Sequence
             aspect_ratio_percentiles={p: float(np.percentile(ratio, p)) for p in (1, 5, 25, 50, 75, 95, 99)},
             suggested=sug,
             coverage_suggested=coverage(wh, sug['sizes'], sug['ratios']),
-            paper=dict(sizes=list(paper), ratios=list(PAPER_RATIOS)),
-            coverage_paper=coverage(wh, paper, PAPER_RATIOS) if paper else None)
+            paper=dict(sizes=list(paper), ratios=list(paper_ratios)),
+            coverage_paper=coverage(wh, paper, paper_ratios) if paper else None)
     return report

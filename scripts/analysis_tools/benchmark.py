@@ -39,8 +39,8 @@ from scripts.analysis_tools.benchmarks.accuracy import (ACCURACY_MODELS, COLUMNS
                                                         EVAL_SUBSETS, PRESETS, run_accuracy)
 from scripts.analysis_tools.benchmarks.predict import (DEMO, SIZES, exponents, predict_table,  # noqa: E402
                                                        random_checkpoint, run_predict_bench)
-from scripts.analysis_tools.benchmarks.speed import (COMPONENTS, SPEED_MODELS, run_speed,  # noqa: E402
-                                                     speed_devices)
+from scripts.analysis_tools.benchmarks.profiling import COMPONENTS  # noqa: E402
+from scripts.analysis_tools.benchmarks.speed_suite import SPEED_MODELS, run_speed, speed_devices  # noqa: E402
 from deepcis_mm.utils import atomic_write_json, atomic_write_text  # noqa: E402
 from scripts.analysis_tools.benchmarks.tables import (accuracy_table, breakdown_table, culture_table,  # noqa: E402
                                                       machine_info, speed_table, update_section)

@@ -21,8 +21,15 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 from deepcis_mm.utils import atomic_save, atomic_write_json  # noqa: E402
 from scripts.analysis_tools.anchor_stats import anchor_report, instance_shapes  # noqa: E402
 
-PAPER_SIZES = {'cell': (2, 6, 17, 31, 64, 127, 256, 512, 1024),
-               'nucleus': (2, 6, 8, 12, 17, 24, 31, 64, 127, 256)}
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PAPER_MODEL = osp.join(ROOT, 'configs', '_base_', 'models', 'deepcis_cascade-mask-rcnn_s200-dcnv2_fpn.py')
+
+
+def paper_anchors():
+    """({kind: the paper's anchor sizes}, ratios), read from the paper model config (stated there once)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(PAPER_MODEL)
+    return {'cell': tuple(cfg.cell_anchor_sizes), 'nucleus': tuple(cfg.nucleus_anchor_sizes)}, tuple(cfg.anchor_ratios)
 
 
 def main(argv=None):
@@ -38,7 +45,7 @@ def main(argv=None):
               f'{args.prepared} (run scripts/dataset_converters/prepare_evican.py first)', file=sys.stderr)
         return 2
     shapes = instance_shapes(files)
-    report = anchor_report(shapes, PAPER_SIZES)
+    report = anchor_report(shapes, *paper_anchors())
     out = args.out or args.prepared
     fig, axes = plt.subplots(len(shapes), 2, figsize=(10, 3.2 * len(shapes)), squeeze=False)
     for row, (kind, arr) in zip(axes, sorted(shapes.items())):

@@ -25,15 +25,14 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from deepcis_mm.utils import atomic_write_json, atomic_write_text
+from deepcis_mm.utils import atomic_write_json, atomic_write_text, markdown_table
 from deepcis_mm.datasets.categories import class_name, parse_categories
+from deepcis_mm.datasets.evican import LEVELS
 
 logger = logging.getLogger('deepcis.prepare')
 
-SPLITS = ('train', 'val', 'eval')
 IMAGE_DIRS = {'train': 'EVICAN_train2019', 'val': 'EVICAN_val2019', 'eval': 'EVICAN_eval2019'}
-LEVELS = {'easy': 1, 'medium': 2, 'difficult': 3}
-LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
+LEVEL_CODES = {name: code for code, name in LEVELS.items()}  # 'easy' -> 1 (the eval file names)
 
 
 class ReleaseError(ValueError):
@@ -45,7 +44,7 @@ def ann_file_names(variant: str) -> Dict[str, List[Tuple[str, int]]]:
     return {
         'train': [(f'instances_train2019_{variant}.json', 0)],
         'val': [(f'instances_val2019_{variant}.json', 0)],
-        'eval': [(f'instances_eval2019_{lvl}_{variant}.json', code) for lvl, code in LEVELS.items()],
+        'eval': [(f'instances_eval2019_{lvl}_{variant}.json', code) for lvl, code in LEVEL_CODES.items()],
     }
 
 
@@ -458,7 +457,7 @@ def summarize(splits: Dict[str, _Split], categories: List[dict], variant: str) -
                 if img_level[a['image_id']] == lvl:
                     inst[names[a['category_id']]] += 1
                     imgs[names[a['category_id']]].add(a['image_id'])
-            key = 'all' if lvl == 0 else LEVEL_NAMES[lvl]
+            key = 'all' if lvl == 0 else LEVELS[lvl]
             per[key] = dict(images=sum(1 for v in img_level.values() if v == lvl),
                             instances=sum(inst.values()),
                             per_class={n: dict(images=len(imgs[n]), instances=inst[n])
@@ -488,18 +487,18 @@ def format_summary(summary: dict) -> str:
             lines += [f'Instances per image: mean {s["instances"] / s["images"]:.1f}, '
                       f'max {s.get("max_instances_per_image", 0)}', '']
         levels = list(s['levels'])
-        lines.append('| class | ' + ' | '.join(f'{lv} images | {lv} instances' for lv in levels) + ' |')
-        lines.append('|---|' + '---|---|' * len(levels))
+        header = ['class'] + [f'{lv} {what}' for lv in levels for what in ('images', 'instances')]
+        rows = []
         for name in summary['classes']:
             cells = []
             for lv in levels:
                 pc = s['levels'][lv]['per_class'].get(name, dict(images=0, instances=0))
                 cells += [str(pc['images']), str(pc['instances'])]
             if any(c != '0' for c in cells):
-                lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-        lines.append('| **total** | ' + ' | '.join(
-            f'{s["levels"][lv]["images"]} | {s["levels"][lv]["instances"]}' for lv in levels) + ' |')
-        lines.append('')
+                rows.append([name] + cells)
+        rows.append(['**total**'] + [n for lv in levels for n in (s['levels'][lv]['images'],
+                                                                   s['levels'][lv]['instances'])])
+        lines += [markdown_table(header, rows), '']
     return '\n'.join(lines)
 
 

@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root: scripts.*
 
-from scripts.dataset_converters.synthetic_evican import CULTURES, make_synthetic_evican  # noqa: E402
+from scripts.dataset_converters.synthetic_evican import CULTURES, DEMO_DATA, make_synthetic_evican  # noqa: E402
 
 
 def main(argv=None):
@@ -33,7 +33,15 @@ def main(argv=None):
     p.add_argument('--coculture', type=int, default=0, metavar='N',
                    help='also write N co-culture eval images (two cultures per field) as the extra eval '
                         'subset instances_eval2019_coculture_<variant>.json (default 0: none)')
+    p.add_argument('--demo', action='store_true',
+                   help='the data of `make demo`: ' + ', '.join(
+                       f'{k}={",".join(v) if k == "cultures" else v}' for k, v in DEMO_DATA.items())
+                   + ' (overrides those options)')
     args = p.parse_args(argv)
+    if args.demo:
+        args.cultures = ','.join(DEMO_DATA['cultures'])
+        args.train, args.val = DEMO_DATA['n_train'], DEMO_DATA['n_val']
+        args.eval_per_level, args.seed = DEMO_DATA['n_eval_per_level'], DEMO_DATA['seed']
     if args.cultures.isdigit():
         n = int(args.cultures)
         if not 1 <= n <= len(CULTURES):

@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from deepcis_mm.datasets.evican import LEVELS
 from deepcis_mm.utils import atomic_save, atomic_write_text
 
 # 30 cell lines, named like real ones (EVICAN60 has 30 cultures; its exact list is not needed here).
@@ -25,8 +26,9 @@ CULTURES = ('HeLa', 'MCF-7', 'SW-480', 'C2C12', 'A549', 'HEK-293', 'U2OS', 'NIH-
             'Caco-2', 'PC-3', 'LNCaP', 'HepG2', 'MDCK', 'Vero', 'CHO-K1', 'SH-SY5Y', 'BT-474',
             'SK-OV-3', 'HUVEC', 'MRC-5', 'COS-7', 'RAW-264.7', 'L929', '3T3-L1', 'HCT-116', 'U-87-MG',
             'T98G', 'BV-2', 'Huh-7')
-LEVEL_FILES = ((1, 'easy'), (2, 'medium'), (3, 'difficult'))
 
+# the data of `make demo` (scripts/demo.sh) and of the accuracy benchmark: make_synthetic_evican.py --demo
+DEMO_DATA = dict(cultures=CULTURES[:4], n_train=48, n_val=8, n_eval_per_level=10, seed=0)
 
 def _halton(i: int, base: int) -> float:
     f, r = 1.0, 0.0
@@ -285,7 +287,7 @@ def make_synthetic_evican(out_dir: str, cultures: Sequence[str] = CULTURES[:4], 
             bg, _ = render_image(rng, size, size, morph[c], 1, with_cells=False)
             _write_jpg(osp.join(img_root, f'EVICAN_{split}2019', f'{c}_Background.jpg'), bg)
     index = 1
-    for level, name in LEVEL_FILES:
+    for level, name in LEVELS.items():
         items = []
         for i in range(n_eval_per_level):
             c = cultures[(i + level) % len(cultures)]
@@ -297,7 +299,7 @@ def make_synthetic_evican(out_dir: str, cultures: Sequence[str] = CULTURES[:4], 
     if n_coculture > 0:
         if len(cultures) < 2:
             raise ValueError('make_synthetic_evican: co-culture images need at least two cultures')
-        if coculture_name in dict(LEVEL_FILES).values() or not coculture_name.replace('-', '').isalnum():
+        if coculture_name in LEVELS.values() or not coculture_name.replace('-', '').isalnum():
             raise ValueError(f'make_synthetic_evican: bad co-culture subset name {coculture_name!r}')
         images, anns = [], []
         n_c = len(cultures)

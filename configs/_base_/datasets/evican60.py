@@ -1,6 +1,6 @@
 # EVICAN60 prepared by `scripts/dataset_converters/prepare_evican.py <release> data/evican60`.
 # val = the fully annotated eval split (per difficulty level, as the paper reports); train/val of the
-# release are only partially annotated, so AP on them under-counts (see README).
+# release are only partially annotated, so AP on them under-counts (see docs/data.md).
 dataset_type = 'EvicanDataset'
 data_root = 'data/evican60/'
 backend_args = None

@@ -10,12 +10,12 @@ from mmengine.dist import master_only
 from mmengine.hooks import Hook
 from mmengine.runner import EpochBasedTrainLoop
 
-from ...utils import atomic_save, atomic_write_text
+from ...datasets.evican import LEVELS
+from ...utils import atomic_save, atomic_write_text, markdown_table
 
 STATS = (('mAP', 'mAP'), ('mAP_50', 'mAP50'), ('mAP_75', 'mAP75'), ('mAP_s', 'mAPs'), ('mAP_m', 'mAPm'),
          ('mAP_l', 'mAPl'))
-LEVEL_ROWS = (('1', 'Level 1 (easy)'), ('2', 'Level 2 (medium)'), ('3', 'Level 3 (difficult)'),
-              ('all', 'All levels'))
+LEVEL_ROWS = tuple((str(k), f'Level {k} ({name})') for k, name in LEVELS.items()) + (('all', 'All levels'),)
 IOU_NAMES = (('bbox', 'Det.'), ('segm', 'Seg.'))
 
 
@@ -39,8 +39,8 @@ def table1_rows(tables: dict) -> List[List[str]]:
 
 
 def markdown(rows: List[List[str]]) -> str:
-    return '\n'.join(['| ' + ' | '.join(rows[0]) + ' |', '|' + '---|' * len(rows[0])] +
-                     ['| ' + ' | '.join(r) + ' |' for r in rows[1:]]) + '\n'
+    """``rows`` (header first) as a markdown table with a final newline."""
+    return markdown_table(rows[0], rows[1:]) + '\n'
 
 
 def csv_text(rows: List[List]) -> str:

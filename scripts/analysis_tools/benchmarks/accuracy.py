@@ -19,6 +19,8 @@ import sys
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from deepcis_mm.datasets.evican import LEVELS
+
 # (key, label, config) of the models compared by `scripts/analysis_tools/benchmark.py accuracy`
 ACCURACY_MODELS = (
     ('d', 'DeepCIS CPU demo (S14-DCNv2)', 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'),
@@ -48,8 +50,8 @@ IMAGE_CULTURE_OPTIONS = (
 DATA_SRC = 'data/synthetic_evican'
 DATA_ROOT = 'data/synthetic_evican_prepared'
 # the metric's flat keys shown in the table, in order
-COLUMNS = ([f'bbox_L{lvl}_mAP' for lvl in (1, 2, 3)] + ['bbox_mAP'] +
-           [f'segm_L{lvl}_mAP' for lvl in (1, 2, 3)] + ['segm_mAP'] +
+COLUMNS = ([f'bbox_L{lvl}_mAP' for lvl in LEVELS] + ['bbox_mAP'] +
+           [f'segm_L{lvl}_mAP' for lvl in LEVELS] + ['segm_mAP'] +
            ['bbox_agnostic_mAP', 'segm_agnostic_mAP', 'culture_acc'])
 # the culture table: what the image culture branch is measured by
 CULTURE_COLUMNS = ['bbox_mAP', 'segm_mAP', 'segm_agnostic_mAP', 'segm_ratio', 'culture_acc', 'img_culture_acc']
@@ -59,11 +61,11 @@ def ensure_demo_data(src: str = DATA_SRC, dst: str = DATA_ROOT, log=print) -> No
     """Write and convert the synthetic EVICAN of ``make demo`` (scripts/demo.sh stages 1-2, same
     arguments) unless it is there already."""
     from scripts.dataset_converters.evican_release import convert_release
-    from scripts.dataset_converters.synthetic_evican import CULTURES, make_synthetic_evican
+    from scripts.dataset_converters.synthetic_evican import DEMO_DATA, make_synthetic_evican
     if osp.isfile(osp.join(dst, 'annotations', 'instances_eval.json')):
         return
     log(f'writing the demo data: {src} -> {dst}')
-    make_synthetic_evican(src, CULTURES[:4], n_train=48, n_val=8, n_eval_per_level=10, seed=0)
+    make_synthetic_evican(src, **DEMO_DATA)
     convert_release(src, dst, verbose=False)
 
 

@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from deepcis_mm.utils import markdown_table
+
 from . import worker_env
 
 SIZES = (1024, 2048, 4096, 8192)
@@ -171,13 +173,15 @@ def exponents(rows: List[Dict]) -> Dict[str, Optional[float]]:
 
 def predict_table(rows: List[Dict]) -> str:
     """Markdown table of :func:`run_predict_bench` rows, with the growth exponents under it."""
-    lines = ['| field (px) | MP | tiles | objects drawn | instances written | AP50 (%) | time (s) | of it model (s) '
-             '| CPU time (s) | MP/s | peak RSS (GiB) |', '|' + '---|' * 11]
+    header = ['field (px)', 'MP', 'tiles', 'objects drawn', 'instances written', 'AP50 (%)', 'time (s)',
+              'of it model (s)', 'CPU time (s)', 'MP/s', 'peak RSS (GiB)']
+    cells = []
     for r in rows:
         ap = 'n/a' if r.get('ap50') is None else f'{r["ap50"]:.1f}'
-        lines.append(f'| {r["size"]}² | {r["megapixels"]:.1f} | {r["tiles"]} | {r["objects"]} | {r["instances"]} '
-                     f'| {ap} | {r["total_s"]:.1f} | {r["predict_s"]:.1f} | {r["cpu_s"]:.1f} | {r["mp_per_s"]:.3f} '
-                     f'| {r["peak_rss_gib"]:.2f} |')
+        cells.append([f'{r["size"]}²', f'{r["megapixels"]:.1f}', r['tiles'], r['objects'], r['instances'], ap,
+                      f'{r["total_s"]:.1f}', f'{r["predict_s"]:.1f}', f'{r["cpu_s"]:.1f}', f'{r["mp_per_s"]:.3f}',
+                      f'{r["peak_rss_gib"]:.2f}'])
+    lines = [markdown_table(header, cells)]
     e = exponents(rows)
     fmt = (lambda v: 'n/a' if v is None else f'{v:.2f}')
     lines.append('')
@@ -207,8 +211,7 @@ def main(argv=None) -> None:
     from mmdet.utils import register_all_modules
 
     import deepcis_mm  # noqa: F401
-    from deepcis_mm.apis.exports import OutputFolder, PredictionWriter, predict_files
-    from deepcis_mm.apis.inference import Predictor, image_size
+    from deepcis_mm.apis import OutputFolder, PredictionWriter, Predictor, image_size, predict_files
     register_all_modules(init_default_scope=True)
     predictor = Predictor(a.config, a.checkpoint, score_thr=a.score_thr, tile_size=a.tile_size,
                           tile_overlap=a.tile_overlap, batch_size=a.batch_size)

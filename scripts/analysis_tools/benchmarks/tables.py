@@ -5,7 +5,7 @@ import platform
 import re
 from typing import Dict, List, Optional
 
-from deepcis_mm.utils import atomic_write_text
+from deepcis_mm.utils import atomic_write_text, markdown_table
 
 
 def machine_info(device: str = 'cpu') -> str:
@@ -35,25 +35,24 @@ def _num(v: Optional[float], fmt: str = '{:.1f}') -> str:
 
 def speed_table(rows: List[Dict], size: int, batch: int) -> str:
     """Markdown table of :func:`run_speed` rows (medians; ratios against model (b))."""
-    head = (f'| model | params (M) | train s/iter ({batch}×{size}²) | train × (b) | train TFLOP | train peak MiB '
-            f'| infer s/img ({size}²) | infer × (b) | infer TFLOP | infer peak MiB | dets/img |')
-    lines = [head, '|' + '---|' * 11]
+    header = ['model', 'params (M)', f'train s/iter ({batch}×{size}²)', 'train × (b)', 'train TFLOP',
+              'train peak MiB', f'infer s/img ({size}²)', 'infer × (b)', 'infer TFLOP', 'infer peak MiB', 'dets/img']
+    lines = []
     for r in rows:
         t, i = r['train'], r['infer']
         tera = [None if x.get('gflop') is None else x['gflop'] / 1000 for x in (t, i)]
-        lines.append(f'| ({r["key"]}) {r["label"]} | {t["params_m"]:.1f} | {t["median"]:.3g} | '
-                     f'{_num(t["ratio"], "{:.2f}")} | {_num(tera[0], "{:.3g}")} | {t["peak_mib"]:.0f} | '
-                     f'{i["median"]:.3g} | {_num(i["ratio"], "{:.2f}")} | {_num(tera[1], "{:.3g}")} | '
-                     f'{i["peak_mib"]:.0f} | {_num(i["dets"], "{:.0f}")} |')
-    return '\n'.join(lines)
+        lines.append([f'({r["key"]}) {r["label"]}', f'{t["params_m"]:.1f}', f'{t["median"]:.3g}',
+                      _num(t["ratio"], "{:.2f}"), _num(tera[0], "{:.3g}"), f'{t["peak_mib"]:.0f}',
+                      f'{i["median"]:.3g}', _num(i["ratio"], "{:.2f}"), _num(tera[1], "{:.3g}"),
+                      f'{i["peak_mib"]:.0f}', _num(i["dets"], "{:.0f}")])
+    return markdown_table(header, lines)
 
 
 def breakdown_table(rows: List[Dict], components: List[str]) -> str:
     """Markdown table: median forward seconds per component of every model and phase. 'other fwd':
     the rest of the forward pass (anchors, targets, sampling, losses in training; proposal and
     detection post-processing, mask pasting in inference); 'bwd + step': backward and SGD step."""
-    lines = ['| model | phase | total s | ' + ' | '.join(components) + ' | other fwd | bwd + step |',
-             '|' + '---|' * (5 + len(components))]
+    lines = []
     for r in rows:
         for phase in ('train', 'infer'):
             res = r[phase]
@@ -61,10 +60,9 @@ def breakdown_table(rows: List[Dict], components: List[str]) -> str:
             forward = res['parts'].get('forward', res['median'])
             other = forward - sum(v for v in parts if v)
             backward = '–' if phase == 'infer' else f'{res["median"] - forward:.3g}'
-            lines.append(f'| ({r["key"]}) | {phase} | {res["median"]:.3g} | ' +
-                         ' | '.join('–' if v is None else f'{v:.3g}' for v in parts) +
-                         f' | {other:.3g} | {backward} |')
-    return '\n'.join(lines)
+            lines.append([f'({r["key"]})', phase, f'{res["median"]:.3g}'] +
+                         ['–' if v is None else f'{v:.3g}' for v in parts] + [f'{other:.3g}', backward])
+    return markdown_table(['model', 'phase', 'total s', *components, 'other fwd', 'bwd + step'], lines)
 
 
 ACCURACY_HEADERS = ('bbox L1', 'bbox L2', 'bbox L3', 'bbox all', 'segm L1', 'segm L2', 'segm L3',
@@ -74,13 +72,13 @@ ACCURACY_HEADERS = ('bbox L1', 'bbox L2', 'bbox L3', 'bbox all', 'segm L1', 'seg
 def accuracy_table(rows: List[Dict], columns: List[str]) -> str:
     """Markdown table of :func:`run_accuracy` rows: mAP (%) per level, class-agnostic mAP, culture
     accuracy (%), each model with consensus off and on."""
-    lines = ['| model | consensus | ' + ' | '.join(ACCURACY_HEADERS) + ' |', '|' + '---|' * (2 + len(columns))]
+    lines = []
     for r in rows:
         vals = [r['metrics'].get(c) for c in columns]
         where = f' ({r["preset"]}, {r["subset"]})' if 'preset' in r else ''
-        lines.append(f'| {r["label"]}{where} | {r.get("scoring", r["consensus"])} | ' +
-                     ' | '.join(_num(None if v is None else 100 * v) for v in vals) + ' |')
-    return '\n'.join(lines)
+        lines.append([r['label'] + where, r.get('scoring', r['consensus'])] +
+                     [_num(None if v is None else 100 * v) for v in vals])
+    return markdown_table(['model', 'consensus', *ACCURACY_HEADERS], lines)
 
 
 CULTURE_HEADERS = ['bbox mAP', 'segm mAP', 'segm mAP class-agnostic', 'segm culture-aware / agnostic',

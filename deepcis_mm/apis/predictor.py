@@ -1,121 +1,32 @@
-"""Inference for users: images in (any of JPEG/PNG/TIFF, 8/16 bit, gray/RGB), instances out.
+"""The model on images: :class:`Predictor` runs a trained config + checkpoint at a fixed pixel scale.
 
-:class:`Predictor` runs a trained config + checkpoint at a fixed pixel scale: images are cut into
-overlapping tiles of the model's input size, the tiles go through the model in batches without
-being resized (unless ``scale`` says the images are at another magnification), and the masks stay
-cropped to their objects from the mask head to every export (:mod:`.exports`).
+Images are cut into overlapping tiles of the model's input size (:mod:`.tiling`), the tiles go through
+the model in batches without being resized (unless ``scale`` says the images are at another
+magnification), and the masks stay cropped to their objects from the mask head on (:mod:`.instances`).
+The class table (culture and kind per label) is the checkpoint's ``dataset_meta``.
 """
-import glob
 import math
-import os
 import os.path as osp
 import pickle
 import types
 from typing import Callable, List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
 
 from ..datasets.categories import class_table
 from ..datasets.evican import culture_palette
-from ..datasets.transforms import normalize_intensity
 from ..engine.checkpoint_fit import CheckpointMismatch, init_detector_strict
 from ..engine.cpu_fallback import apply_cpu_fallback
 from ..models.culture_consensus import culture_consensus
 from .instances import Instances, resolve_overlaps, tight_crop
+from .reading import InputError
+from .tiling import RESIZES, core_cuts, model_input_side, scale_detection_budget, tile_origins
 
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp')
 # test-pipeline steps replaced by the predictor's own loading and fixed-factor resize
-_RESIZES = ('Resize', 'RandomResize', 'RandomChoiceResize', 'FixShapeResize', 'ResizeShortestEdge')
 _DROPPED = ('LoadImageFromFile', 'LoadImageFromNDArray', 'LoadAnnotations', 'LoadPanopticAnnotations',
             'NormalizeIntensity')  # read_image applies the same intensity rule
-
-
-class InputError(ValueError):
-    """Bad user input (file, folder, config, checkpoint, option); the message names it."""
-
-
-def list_inputs(spec: str) -> List[str]:
-    """One image, every image of a folder, or a glob pattern -> sorted paths."""
-    if osp.isfile(spec):
-        return [spec]
-    if osp.isdir(spec):
-        paths = [osp.join(spec, n) for n in sorted(os.listdir(spec)) if n.lower().endswith(IMAGE_EXTS)]
-    else:
-        paths = sorted(p for p in glob.glob(spec) if p.lower().endswith(IMAGE_EXTS))
-    if not paths:
-        raise InputError(f'{spec}: no images ({", ".join(IMAGE_EXTS)}) found')
-    return paths
-
-
-def image_size(path: str) -> Optional[Tuple[int, int]]:
-    """(height, width) from the file header without decoding the pixels; None if not readable so."""
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except Exception:
-        return None
-
-
-def check_complete(path: str) -> None:
-    """Raise :class:`InputError` if an image file ends before its data does (decoders fill the rest
-    with grey and carry on): JPEG without its end marker after the last scan, PNG without IEND,
-    TIFF whose strips/tiles cannot all be read."""
-    ext = osp.splitext(path)[1].lower()
-    if ext in ('.jpg', '.jpeg'):
-        with open(path, 'rb') as f:
-            data = f.read()
-        # entropy-coded data cannot hold FF D9 (FF is stuffed as FF 00): an EOI after the last SOS
-        if data.rfind(b'\xff\xd9') < max(data.rfind(b'\xff\xda'), 0):
-            raise InputError(f'{path}: truncated or corrupt image (JPEG ends without its end marker)')
-    elif ext == '.png':
-        with open(path, 'rb') as f:
-            f.seek(max(osp.getsize(path) - 4096, 0))  # IEND is last; some writers pad after it
-            tail = f.read()
-        if b'IEND' not in tail:
-            raise InputError(f'{path}: truncated or corrupt image (PNG ends without its IEND chunk)')
-    elif ext in ('.tif', '.tiff'):
-        from PIL import Image, UnidentifiedImageError
-        try:
-            with Image.open(path) as im:
-                im.load()
-        except (UnidentifiedImageError, NotImplementedError, ValueError):
-            pass  # a TIFF flavour Pillow does not decode: OpenCV's reading alone decides
-        except (OSError, SyntaxError) as e:
-            raise InputError(f'{path}: truncated or corrupt image ({str(e).splitlines()[0][:120]})') from None
-
-
-def read_image(path: str) -> np.ndarray:
-    """Any gray/RGB(A), 8/16-bit or float image -> uint8 BGR exactly as the training pipeline sees it
-    (:func:`~deepcis_mm.datasets.normalize_intensity`: 8-bit unchanged, 16-bit its 8-bit rendering).
-
-    Unreadable, truncated or corrupt files raise :class:`InputError` naming the file.
-    """
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise InputError(f'{path}: unreadable image')
-    check_complete(path)
-    try:
-        return normalize_intensity(img, path)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-
-
-def tile_origins(length: int, tile: int, overlap: int) -> List[int]:
-    """Tile start positions covering [0, length) with at least ``overlap`` px shared by neighbours."""
-    if length <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, length - tile, step)) + [length - tile]
-    return sorted(set(starts))
-
-
-def core_cuts(starts: List[int], tile: int, length: int) -> List[float]:
-    """Borders of the tiles' cores along one axis: the middle of each overlap, 0 and ``length``."""
-    return [0.0] + [(a + tile + b) / 2 for a, b in zip(starts, starts[1:])] + [float(length)]
 
 
 def check_device(device: str) -> str:
@@ -131,47 +42,6 @@ def check_device(device: str) -> str:
             raise InputError(f'--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) visible')
         return dev
     raise InputError(f"--device {device}: expected 'cpu', 'cuda' or 'cuda:N'")
-
-
-def model_input_side(cfg: Config) -> int:
-    """Default tile side: the longest side the config's test ``Resize`` feeds the model (at most 1024
-    px, a multiple of 32); 1024 when the test pipeline has no resize with a fixed scale."""
-    from mmdet.utils import get_test_pipeline_cfg
-    try:
-        pipeline = get_test_pipeline_cfg(cfg)
-    except Exception:
-        pipeline = []
-    for step in pipeline:
-        if str(step.get('type', '')).split('.')[-1] in _RESIZES and step.get('scale') is not None:
-            scale = step['scale']
-            side = max(scale) if isinstance(scale, (tuple, list)) else int(scale)
-            return int(max(32, min(1024, side)) // 32 * 32)
-    return 1024
-
-
-def scale_detection_budget(cfg: Config, input_side: float) -> float:
-    """Raise the per-image proposal and detection caps (``nms_pre``, ``max_per_img`` of the test_cfg and
-    its ``rpn``/``rcnn`` parts) in proportion to the model-input area of one tile over the area they
-    were set for (the short side of the config's test ``Resize`` squared), so that a dense tile or a
-    whole large image is not cut at the count a small training image needed. Returns the factor (>= 1)."""
-    from mmdet.utils import get_test_pipeline_cfg
-    ref = None
-    try:
-        for step in get_test_pipeline_cfg(cfg):
-            if str(step.get('type', '')).split('.')[-1] in _RESIZES and step.get('scale') is not None:
-                sc = step['scale']
-                ref = min(sc) if isinstance(sc, (tuple, list)) else int(sc)
-                break
-    except Exception:
-        pass
-    factor = max(1.0, (input_side / ref) ** 2) if ref else 1.0
-    test_cfg = cfg.model.get('test_cfg') or {}
-    for part in (test_cfg, test_cfg.get('rpn'), test_cfg.get('rcnn')):
-        if isinstance(part, dict):
-            for key in ('nms_pre', 'max_per_img'):
-                if isinstance(part.get(key), int) and part[key] > 0:
-                    part[key] = int(math.ceil(part[key] * factor))
-    return factor
 
 
 def _cropped_predict_by_feat_single(self, mask_preds, bboxes, labels, img_meta, rcnn_test_cfg,
@@ -219,6 +89,8 @@ class Predictor:
             test input side, see :func:`model_input_side`, and a quarter of it). Images whose side
             is at most ``tile_size / scale`` go through whole.
         batch_size: tiles per forward pass.
+        fuse_conv_bn: fold BN into the preceding convs (mmcv ``fuse_conv_bn``): the same detections to
+            float tolerance, ~11 % less CPU time on the paper model (docs/benchmarks.md).
 
     Tiles are never resized (beyond ``scale``). The middles of the overlaps cut the image into one
     core per tile; a detection is kept from the tile whose core holds its box centre, so an object
@@ -228,7 +100,7 @@ class Predictor:
 
     def __init__(self, config: str, checkpoint: str, device: str = 'cpu', score_thr: float = 0.3,
                  consensus: bool = False, tile_size: Optional[int] = None, tile_overlap: Optional[int] = None,
-                 scale: float = 1.0, batch_size: int = 1):
+                 scale: float = 1.0, batch_size: int = 1, fuse_conv_bn: bool = True):
         device = check_device(device)
         if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             raise InputError(f'--scale {scale:g}: must be a positive number')
@@ -261,7 +133,7 @@ class Predictor:
             rcnn_test['score_thr'] = max(float(rcnn_test.get('score_thr', 0.0)), score_thr)
         # the caps were set for the training images' size: a tile (or a whole image up to a tile) that
         # holds more objects gets proportionally more, so whole and tiled predictions agree
-        self.budget_factor = scale_detection_budget(cfg, tile_size * scale)
+        scale_detection_budget(cfg, tile_size * scale)
         model = self._load_weights(cfg, checkpoint, config, device)  # sets model.dataset_meta
         classes = list(model.dataset_meta.get('classes') or [])
         if not classes:
@@ -271,6 +143,9 @@ class Predictor:
         except ValueError as e:
             raise InputError(f'{checkpoint}: {e}') from None
         self.model, self.cfg, self.classes = model.eval(), cfg, classes
+        if fuse_conv_bn:
+            from mmcv.cnn import fuse_conv_bn as fuse
+            fuse(self.model)
         self.has_image_culture = hasattr(getattr(model, 'roi_head', None), 'img_culture_head')
         self.image_cultures = None  # this image's tiles: (pixels, culture names, image culture posterior)
         # outputs name a class without a culture (EVICAN2: 'cell', 'nucleus') by its class name
@@ -308,7 +183,7 @@ class Predictor:
                  dict(type='mmdet.Resize', scale_factor=self.scale, keep_ratio=True)]
         for step in get_test_pipeline_cfg(cfg):
             name = str(step.get('type', '')).split('.')[-1]
-            if name in _DROPPED or name in _RESIZES:
+            if name in _DROPPED or name in RESIZES:
                 continue
             step = dict(step)
             if name == 'PackDetInputs':
