@@ -56,7 +56,7 @@ def extra_eval_subsets(src: str, variant: str) -> Dict[str, str]:
     for root, _, files in sorted(os.walk(src, followlinks=True)):
         for f in sorted(files):
             m = pat.match(f)
-            if m and m.group('name') not in LEVELS:
+            if m and m.group('name') not in LEVEL_CODES:
                 found.setdefault(m.group('name'), osp.join(root, f))
     return found
 
