@@ -112,6 +112,9 @@ def test_coculture_subset_written_and_read_back(tmp_path):
     assert not osp.exists(osp.join(plain, 'instances_eval2019_coculture_EVICAN60.json'))
     dst = str(tmp_path / 'prepared')
     convert_release(src, dst, verbose=False)
+    import os
+    assert sorted(os.listdir(osp.join(dst, 'annotations'))) == [
+        'instances_eval.json', 'instances_eval_coculture.json', 'instances_train.json', 'instances_val.json']
     with open(osp.join(dst, 'annotations', 'instances_eval_coculture.json')) as f:
         coco = json.load(f)
     cat_culture = {c['id']: c['culture'] for c in coco['categories']}
