@@ -29,6 +29,8 @@ from .outline import mask_geometry
 CSV_FIELDS = ['image', 'instance_id', 'kind', 'culture', 'cls', 'score', 'bbox_x', 'bbox_y', 'bbox_w',
               'bbox_h', 'area', 'perimeter', 'equivalent_diameter', 'eccentricity', 'solidity', 'centroid_x',
               'centroid_y', 'parent_cell_id', 'nucleus_cell_area_ratio']
+# written when the model has the image-level culture branch: the image's culture, its probability
+IMAGE_CULTURE_FIELDS = ['image_culture', 'image_culture_prob']
 MARKER = '.deepcis-predict'  # names a folder as predict output, so that --overwrite may replace it
 
 
@@ -173,9 +175,11 @@ class PredictionWriter:
     by file name) and category ids (matched by name), and overlays show each image's segm AP50.
     """
 
-    def __init__(self, folder: OutputFolder, classes, cultures, kinds, palette, gt=None):
+    def __init__(self, folder: OutputFolder, classes, cultures, kinds, palette, gt=None,
+                 image_culture: bool = False):
         self.folder, self.classes, self.cultures, self.kinds, self.palette = folder, classes, cultures, kinds, palette
         self.gt = gt
+        self.fields = CSV_FIELDS + (IMAGE_CULTURE_FIELDS if image_culture else [])
         try:
             self._start(gt)
         except BaseException:
@@ -197,7 +201,7 @@ class PredictionWriter:
             for img in gt.imgs.values():
                 self.gt_images.setdefault(osp.basename(img['file_name']), []).append(img)
         self.csv_file = open(folder.path('instances.csv'), 'w', newline='')
-        self.csv = csv.DictWriter(self.csv_file, fieldnames=CSV_FIELDS, lineterminator='\n')
+        self.csv = csv.DictWriter(self.csv_file, fieldnames=self.fields, lineterminator='\n')
         self.csv.writeheader()
         self.images, self.annotations, self.results, self.skipped = [], [], [], []
         self.stems, self.n_instances = set(), 0
@@ -238,12 +242,17 @@ class PredictionWriter:
         if self.gt is not None:
             ap = image_ap50(self.gt, image_id, dets)
             caption = f'{name}  AP50 (segm) = ' + ('n/a' if ap is None else f'{100 * ap:.1f}')
+        if inst.image_culture is not None:
+            culture, prob = inst.image_culture
+            caption = (caption + '  ' if caption else '') + f'image culture: {culture} ({100 * prob:.0f}%)'
+            for row in rows:
+                row['image_culture'], row['image_culture_prob'] = culture, round(prob, 4)
         _imwrite(self.folder.path('overlays', f'{stem}.png'), overlay(img, inst, self.classes, self.palette, caption))
         for kind, lab in labels.items():
             _imwrite(self.folder.path('labels', f'{stem}_{kind}.{"png" if lab.dtype == np.uint16 else "tif"}'), lab)
         with open(self.folder.path('geojson', f'{stem}.geojson'), 'w') as f:
             json.dump(geojson(rows, inst, self.palette), f)
-        self.csv.writerows({k: ('' if r[k] is None else r[k]) for k in CSV_FIELDS} for r in rows)
+        self.csv.writerows({k: ('' if r.get(k) is None else r[k]) for k in self.fields} for r in rows)
         self.images.append(dict(id=image_id, file_name=name, width=width, height=height))
         for det, row in zip(dets, rows):
             self.results.append(det)

@@ -24,6 +24,8 @@ class Instances:
     origins: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
     masks: List[np.ndarray] = field(default_factory=list)
     truncated: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    # the image's culture and its probability, from a model with the image-level culture branch
+    image_culture: Optional[Tuple[str, float]] = None
 
     def __len__(self) -> int:
         return len(self.scores)

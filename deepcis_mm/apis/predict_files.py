@@ -33,7 +33,8 @@ def predict_to_folder(inputs: str, config: str, checkpoint: str, out: str, overw
             with contextlib.redirect_stdout(io.StringIO()):
                 gt_coco = COCO(gt)
         writer = PredictionWriter(OutputFolder(out, overwrite), predictor.classes, predictor.cultures,
-                                  predictor.kinds, predictor.palette, gt_coco)
+                                  predictor.kinds, predictor.palette, gt_coco,
+                                  image_culture=predictor.has_image_culture)
         for path in paths:
             writer.gt_image(path)  # every input must be in --gt before anything runs
         predict_files(predictor, paths, writer, skip_bad=skip_bad, quiet=quiet)

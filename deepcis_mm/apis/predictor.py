@@ -146,6 +146,8 @@ class Predictor:
         if fuse_conv_bn:
             from mmcv.cnn import fuse_conv_bn as fuse
             fuse(self.model)
+        self.has_image_culture = hasattr(getattr(model, 'roi_head', None), 'img_culture_head')
+        self.image_cultures = None  # this image's tiles: (pixels, culture names, image culture posterior)
         # outputs name a class without a culture (EVICAN2: 'cell', 'nucleus') by its class name
         self.cultures = [c or name for c, name in zip(self.class_table[0], classes)]
         self.kinds = list(self.class_table[1])
@@ -212,6 +214,9 @@ class Predictor:
             outs = self.model.test_step(data)
         res = []
         for tile, out in zip(tiles, outs):
+            if 'image_culture_probs' in out.metainfo and self.image_cultures is not None:
+                self.image_cultures.append((tile.shape[0] * tile.shape[1], out.metainfo['image_cultures'],
+                                            out.metainfo['image_culture_probs']))
             pred = out.pred_instances
             keep = [i for i in range(len(pred)) if float(pred.scores[i]) >= self.score_thr
                     and not isinstance(pred.masks, torch.Tensor) and pred.masks[i] is not None]
@@ -236,6 +241,7 @@ class Predictor:
         xs = sorted({x for _, x, _, _ in tiles})
         ycuts, xcuts = core_cuts(ys, t, h), core_cuts(xs, t, w)
         parts = []
+        self.image_cultures = []
         for start in range(0, len(tiles), self.batch_size):
             batch = tiles[start:start + self.batch_size]
             found = self._infer([img[y0:y0 + th, x0:x0 + tw] for y0, x0, th, tw in batch])
@@ -260,7 +266,9 @@ class Predictor:
         inst = Instances.concat(parts, (h, w))
         if self.consensus:
             inst = self._consensus(inst)
-        return resolve_overlaps(inst, self.kinds)
+        inst = resolve_overlaps(inst, self.kinds)
+        inst.image_culture = image_culture_of_tiles(self.image_cultures)
+        return inst
 
     def _consensus(self, inst: Instances) -> Instances:
         """Image-level culture vote over all tiles, then class-wise NMS again (the model's
@@ -272,6 +280,17 @@ class Predictor:
         inst = inst.select(keep.numpy())
         inst.labels = labels.numpy()
         return inst
+
+
+def image_culture_of_tiles(tiles: Sequence[tuple]) -> Optional[Tuple[str, float]]:
+    """(culture, probability) of an image from its tiles' image-culture posteriors
+    ``(pixels, culture names, probs)``: their pixel-weighted mean; None without the branch."""
+    if not tiles:
+        return None
+    weights = np.array([t[0] for t in tiles], np.float64)
+    probs = (np.array([t[2] for t in tiles], np.float64) * weights[:, None]).sum(0) / weights.sum()
+    best = int(np.argmax(probs))
+    return str(tiles[0][1][best]), float(probs[best])
 
 
 def _first_line(e: BaseException) -> str:

@@ -9,7 +9,7 @@ from mmdet.registry import METRICS
 from mmengine.logging import MMLogger
 from pycocotools.cocoeval import COCOeval
 
-from ..datasets.categories import parse_category
+from ..datasets.categories import culture_key, parse_category
 from ..datasets.evican import LEVELS
 from .fast_cocoeval import FastCOCOeval
 
@@ -157,6 +157,61 @@ class DifficultyCocoMetric(CocoMetric):
             raise ValueError(f'{self.ann_file}: the classes {missing[:5] or classes} are missing or named twice '
                              f'({len(cat_ids)} categories match {len(classes)} classes)')
         return cat_ids
+
+    def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
+        """As :class:`CocoMetric`, keeping each image's predicted culture: the image branch's
+        (``image_culture_probs``/``image_cultures`` in the sample, :class:`ImageCultureCascadeRoIHead`)
+        or, for models without one, the score-weighted vote of its detections."""
+        start = len(self.results)
+        super().process(data_batch, data_samples)
+        for (_, result), sample in zip(self.results[start:], data_samples):
+            result['image_culture'] = self._image_culture(sample, result)
+
+    def _image_culture(self, sample: dict, result: dict) -> Optional[tuple]:
+        """(culture, probability or None, source) predicted for one image, or None."""
+        probs, names = sample.get('image_culture_probs'), sample.get('image_cultures')
+        if probs is not None and names is not None and len(probs) == len(names) and len(probs):
+            best = int(np.argmax(probs))
+            return names[best], float(probs[best]), 'image branch'
+        cultures = (self.dataset_meta or {}).get('cultures')
+        labels = result.get('labels')
+        if cultures is None or labels is None or not len(labels):
+            return None
+        votes: Dict[object, float] = defaultdict(float)
+        for lab, score in zip(np.asarray(labels).tolist(), np.asarray(result['scores']).tolist()):
+            if cultures[lab] is not None:
+                votes[cultures[lab]] += score
+        if not votes:
+            return None
+        winner = max(votes, key=lambda c: (votes[c], str(c)))  # as culture_consensus: name-ordered ties
+        return winner, None, 'detection vote'
+
+    def _image_culture_accuracy(self, preds: Sequence[dict], classes: List[dict]) -> dict:
+        """Share of the images whose annotations name one culture for which that culture is predicted
+        (an image without a prediction counts as wrong); images with several cultures (co-cultures)
+        are counted apart."""
+        culture_of = {c['id']: c['culture'] for c in classes}
+        truth = defaultdict(set)
+        for ann in self._coco_api.anns.values():
+            if culture_of.get(ann['category_id']) is not None:
+                truth[ann['image_id']].add(culture_of[ann['category_id']])
+        pred = {r['img_id']: r.get('image_culture') for r in preds}
+        n = correct = multi = 0
+        sources = set()
+        for img_id in self.img_ids:
+            cultures = truth.get(img_id, set())
+            if len(cultures) > 1:
+                multi += 1
+                continue
+            if len(cultures) != 1 or img_id not in pred:
+                continue
+            n += 1
+            p = pred[img_id]
+            if p is not None:
+                sources.add(p[2])
+                correct += int(culture_key(p[0]) == culture_key(next(iter(cultures))))
+        return dict(accuracy=correct / n if n else None, correct=correct, images=n,
+                    multi_culture_images=multi, source=', '.join(sorted(sources)) or None)
 
     # --- predictions -> COCO detections (in memory: no JSON round trip) ----------------------------
     def _detections(self, preds: List[dict], iou_type: str) -> List[dict]:
@@ -345,5 +400,9 @@ class DifficultyCocoMetric(CocoMetric):
             for lvl in LEVEL_KEYS:
                 v = tables['culture']['levels'][str(lvl)]['accuracy']
                 flat['culture_acc' if lvl == 'all' else f'L{lvl}_culture_acc'] = float('nan') if v is None else v
+        if self.class_agnostic:
+            tables['image_culture'] = self._image_culture_accuracy(preds, classes)
+            v = tables['image_culture']['accuracy']
+            flat['img_culture_acc'] = float('nan') if v is None else v
         self.last_tables = tables
         return flat

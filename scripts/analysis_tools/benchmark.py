@@ -35,13 +35,14 @@ sys.path.insert(0, ROOT)  # the repository root: `scripts.*` importable
 os.chdir(ROOT)  # configs and tools/ are repo-relative
 DOCS = 'docs/benchmarks.md'  # where --update-docs writes the speed and accuracy tables
 
-from scripts.analysis_tools.benchmarks.accuracy import ACCURACY_MODELS, COLUMNS, run_accuracy  # noqa: E402
+from scripts.analysis_tools.benchmarks.accuracy import (ACCURACY_MODELS, COLUMNS, CULTURE_COLUMNS,  # noqa: E402
+                                                        EVAL_SUBSETS, PRESETS, run_accuracy)
 from scripts.analysis_tools.benchmarks.predict import (DEMO, SIZES, exponents, predict_table,  # noqa: E402
                                                        random_checkpoint, run_predict_bench)
 from scripts.analysis_tools.benchmarks.profiling import COMPONENTS  # noqa: E402
 from scripts.analysis_tools.benchmarks.speed_suite import SPEED_MODELS, run_speed, speed_devices  # noqa: E402
 from deepcis_mm.utils import atomic_write_json, atomic_write_text  # noqa: E402
-from scripts.analysis_tools.benchmarks.tables import (accuracy_table, breakdown_table,  # noqa: E402
+from scripts.analysis_tools.benchmarks.tables import (accuracy_table, breakdown_table, culture_table,  # noqa: E402
                                                       machine_info, speed_table, update_section)
 
 
@@ -94,6 +95,13 @@ def main() -> None:
     a.add_argument('--models', default=','.join(m[0] for m in ACCURACY_MODELS),
                    help='subset of: ' + '; '.join(f'{k} = {label}' for k, label, _ in ACCURACY_MODELS))
     a.add_argument('--work-dir', default='work_dirs/benchmark/accuracy', help='trainings go here')
+    a.add_argument('--presets', default='demo',
+                   help='data presets, comma-separated: ' + '; '.join(
+                       f'{k} = {v["cultures"]} cultures' for k, v in PRESETS.items()))
+    a.add_argument('--subsets', default='single-culture',
+                   help='eval subsets, comma-separated: ' + ', '.join(n for n, _ in EVAL_SUBSETS))
+    a.add_argument('--reuse', action='store_true',
+                   help='use a finished training found in --work-dir/<preset>/<model>/ instead of training again')
     r = sub.add_parser('predict', help='deepcis predict on dense synthetic fields of growing size')
     r.add_argument('--checkpoint', default='work_dirs/demo/last_checkpoint',
                    help='demo-config checkpoint, a last_checkpoint file naming one (default: `make demo`\'s), '
@@ -166,11 +174,21 @@ def main() -> None:
         _publish(args, 'speed', blocks, rows, extra)
     else:
         models = _select(ACCURACY_MODELS, args.models, '--models')
-        rows = run_accuracy(models, args.work_dir, log=_log)
-        extra = 'mAP and culture accuracy in %; 450 iterations x 2 images each, seed 0; eval split of the demo data'
+        presets = [p.strip() for p in args.presets.split(',') if p.strip()]
+        subsets = [p.strip() for p in args.subsets.split(',') if p.strip()]
+        bad = [p for p in presets if p not in PRESETS] + [q for q in subsets if q not in dict(EVAL_SUBSETS)]
+        if bad or not presets or not subsets:
+            raise SystemExit(f'benchmark.py: error: --presets/--subsets {",".join(bad) or "(empty)"} unknown; choose '
+                             f'from {",".join(PRESETS)} / {",".join(dict(EVAL_SUBSETS))}')
+        rows = run_accuracy(models, args.work_dir, log=_log, presets=presets, subsets=subsets, reuse=args.reuse)
+        extra = ('mAP and culture accuracy in %; 450 iterations x 2 images each, seed 0; data presets '
+                 f'{",".join(presets)}, eval subsets {",".join(subsets)}' + (' (--reuse: finished trainings in '
+                                                                             'the work dir used as they are)'
+                                                                             if args.reuse else ''))
         import torch  # tools/train.py trains on the GPU where there is one: name the machine it used
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
-        _publish(args, 'accuracy', [(device, accuracy_table(rows, COLUMNS))], rows, extra)
+        _publish(args, 'accuracy', [(device, culture_table(rows, CULTURE_COLUMNS) + '\n\nPer difficulty level:\n\n'
+                                     + accuracy_table(rows, COLUMNS))], rows, extra)
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import os.path as osp
+import re
 from collections import Counter, defaultdict
 from typing import Dict, List, Optional, Tuple
 
@@ -45,6 +46,19 @@ def ann_file_names(variant: str) -> Dict[str, List[Tuple[str, int]]]:
         'val': [(f'instances_val2019_{variant}.json', 0)],
         'eval': [(f'instances_eval2019_{lvl}_{variant}.json', code) for lvl, code in LEVEL_CODES.items()],
     }
+
+
+def extra_eval_subsets(src: str, variant: str) -> Dict[str, str]:
+    """Extra eval subsets beside the three levels (e.g. ``instances_eval2019_coculture_EVICAN60.json``
+    of the synthetic co-cultures): subset name -> file. Their images live in EVICAN_eval2019."""
+    pat = re.compile(rf'^instances_eval2019_(?P<name>[A-Za-z0-9-]+)_{variant}\.json$')
+    found: Dict[str, str] = {}
+    for root, _, files in sorted(os.walk(src, followlinks=True)):
+        for f in sorted(files):
+            m = pat.match(f)
+            if m and m.group('name') not in LEVEL_CODES:
+                found.setdefault(m.group('name'), osp.join(root, f))
+    return found
 
 
 def _find(src: str, name: str, want_dir: bool) -> Optional[str]:
@@ -245,6 +259,15 @@ def convert_release(src: str, dst: str, variant: str = 'auto', skip_bad_images: 
         for path, level in present:
             _convert_file(path, level, img_dir, out, cat_table, warnings, skip_bad_images,
                           renumber=(split == 'eval'))
+    # extra eval subsets (co-cultures ...): each its own file instances_eval_<name>.json, same image folder
+    for name, path in extra_eval_subsets(src, variant).items():
+        img_dir = (image_dirs or {}).get('eval') or _find(src, IMAGE_DIRS['eval'], True)
+        if not img_dir or not osp.isdir(img_dir):
+            raise ReleaseError(f'{path}: image folder {IMAGE_DIRS["eval"]} not found')
+        split = f'eval_{name}'
+        img_dir_of[split] = osp.abspath(img_dir)
+        splits[split] = _Split(split)
+        _convert_file(path, None, img_dir, splits[split], cat_table, warnings, skip_bad_images, renumber=True)
     if not splits:
         raise ReleaseError(f'{src}: no split could be read')
 
@@ -257,7 +280,8 @@ def convert_release(src: str, dst: str, variant: str = 'auto', skip_bad_images: 
                               variant=variant),
                     images=out.images, annotations=out.annotations, categories=categories)
         atomic_write_json(osp.join(dst, 'annotations', f'instances_{split}.json'), coco)
-        _link(img_dir_of[split], osp.join(dst, 'images', split))
+        # extra eval subsets share the eval image folder (data_prefix images/eval/)
+        _link(img_dir_of[split], osp.join(dst, 'images', 'eval' if split.startswith('eval_') else split))
 
     summary = summarize(splits, categories, variant)
     depths, peaks = Counter(), {}
@@ -342,7 +366,9 @@ def _convert_file(path, level, img_dir, out: _Split, cat_table, warnings, skip_b
                 raise ReleaseError(f'{path}: image {fname} is {width}x{height} but the JSON says '
                                    f'{jw}x{jh} and its annotations reach {xmax:.0f}x{ymax:.0f}')
             warnings.append(f'{path}: image {fname} size fixed from {jw}x{jh} to {width}x{height}')
-        rec = dict(id=new_id, file_name=rel, width=width, height=height, difficulty=level,
+        # extra eval subsets (level None) keep each image's own difficulty tag, if any
+        lvl = level if level is not None else int(im.get('difficulty', 0) or 0)
+        rec = dict(id=new_id, file_name=rel, width=width, height=height, difficulty=lvl,
                    source_file=osp.basename(path), source_id=im['id'])
         out.images.append(rec)
         out.by_file[rel] = rec
@@ -400,7 +426,7 @@ def _tag_cultures(out: _Split, cat_table, warnings) -> None:
     for im in out.images:
         found = [c for c in cultures.get(im['id'], {}) if c]
         im['culture'] = found[0] if len(found) == 1 else None
-        if len(found) > 1 and out.name == 'eval':
+        if len(found) > 1 and out.name == 'eval':  # (extra subsets such as co-cultures hold several)
             warnings.append(f'eval image {im["file_name"]} holds several cultures: {sorted(found)}')
 
 
@@ -422,7 +448,7 @@ def summarize(splits: Dict[str, _Split], categories: List[dict], variant: str) -
     result = dict(variant=variant, classes=[c['name'] for c in categories], splits={})
     for split, out in splits.items():
         # every level is reported, an empty one with zeros
-        levels = [1, 2, 3] if split == 'eval' else [0]
+        levels = [1, 2, 3] if split.startswith('eval') else [0]
         img_level = {im['id']: im['difficulty'] for im in out.images}
         per = {}
         for lvl in levels:
@@ -476,4 +502,4 @@ def format_summary(summary: dict) -> str:
     return '\n'.join(lines)
 
 
-__all__ = ['convert_release', 'detect_variant', 'ReleaseError', 'summarize', 'format_summary']
+__all__ = ['convert_release', 'detect_variant', 'extra_eval_subsets', 'ReleaseError', 'summarize', 'format_summary']

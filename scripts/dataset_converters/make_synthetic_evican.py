@@ -36,6 +36,9 @@ def main(argv=None):
                    help='their Gaussian blur sigma in px at --size 256 (scaled with --size)')
     p.add_argument('--variant', default='EVICAN60', choices=['EVICAN60', 'EVICAN2'])
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--coculture', type=int, default=0, metavar='N',
+                   help='also write N co-culture eval images (two cultures per field) as the extra eval '
+                        'subset instances_eval2019_coculture_<variant>.json (default 0: none)')
     p.add_argument('--demo', action='store_true',
                    help='the data of `make demo`: ' + ', '.join(
                        f'{k}={",".join(v) if k == "cultures" else v}' for k, v in DEMO_DATA.items())
@@ -57,7 +60,7 @@ def main(argv=None):
     t = time.time()
     counts = make_synthetic_evican(args.out, cultures, args.train, args.val, args.eval_per_level,
                                    args.size, args.eval_size, args.seed, args.annotate_frac, args.variant,
-                                   args.blurred_background, args.blur_sigma)
+                                   args.blurred_background, args.blur_sigma, n_coculture=args.coculture)
     n_img = sum(c['images'] for c in counts.values())
     print(f'wrote {n_img} images ({", ".join(cultures)}) to {args.out} in {time.time() - t:.1f} s')
     return 0

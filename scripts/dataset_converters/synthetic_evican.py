@@ -92,10 +92,11 @@ def _blur(img, sigma):
 
 
 def render_image(rng: np.random.Generator, height: int, width: int, morph: Morphology, level: int,
-                 annotate_frac: float = 1.0, with_cells: bool = True):
+                 annotate_frac: float = 1.0, with_cells: bool = True, region=None):
     """Render one grayscale image; return (uint8 image, list of (cell_poly, nucleus_poly, annotated)).
 
     level: 1 separated/clear, 2 dense/touching, 3 faint/blurred; 0 = a random mix (train/val).
+    region: optional ``f(cx, cy, reach) -> bool``; cells are placed only where it holds (co-cultures).
     """
     if level == 0:
         level = int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.2]))
@@ -111,6 +112,8 @@ def render_image(rng: np.random.Generator, height: int, width: int, morph: Morph
         rad = morph.radius * rng.lognormal(0, 0.18)
         cx, cy = rng.uniform(-0.3 * rad, width + 0.3 * rad), rng.uniform(-0.3 * rad, height + 0.3 * rad)
         reach = rad * np.sqrt(morph.elongation)
+        if region is not None and not region(cx, cy, reach):
+            continue
         if any(np.hypot(cx - x, cy - y) < min_gap * 0.5 * (reach + r2 + rad + q) for x, y, r2, q in
                ((c[0], c[1], c[2], c[3]) for c in cells)):
             continue
@@ -187,6 +190,41 @@ def blur_unannotated(img: np.ndarray, polygons: Sequence[np.ndarray], sigma: flo
     return out
 
 
+COCULTURE_LAYOUTS = ('halves', 'quadrants')
+
+
+def render_coculture(rng: np.random.Generator, height: int, width: int, morphs: Sequence[Morphology],
+                     level: int, layout: str = 'halves'):
+    """Two cultures in one field: culture 0 in some regions, culture 1 in the others ('halves': left
+    and right; 'quadrants': a 2x2 checkerboard), with a soft seam and no cell cut by it.
+
+    Returns (uint8 image, list of (culture slot 0/1, cell_poly, nucleus_poly, annotated)).
+    """
+    if layout not in COCULTURE_LAYOUTS:
+        raise ValueError(f'render_coculture: layout must be one of {COCULTURE_LAYOUTS}, got {layout!r}')
+    quad = layout == 'quadrants'
+
+    def side(x, y):  # True: culture 0
+        return (x < width / 2) == (y < height / 2) if quad else x < width / 2
+
+    def seam_dist(x, y):
+        d = np.abs(x - width / 2)
+        return np.minimum(d, np.abs(y - height / 2)) if quad else d
+
+    images, objects = [], []
+    for slot, morph in enumerate(morphs[:2]):
+        # keep cells clear of the seam (an outline reaches ~1.2x its mean reach; the rare longer one fades)
+        region = (lambda cx, cy, reach, s=slot: bool(side(cx, cy)) == (s == 0) and
+                  seam_dist(cx, cy) > 1.2 * reach + 3)
+        img, objs = render_image(rng, height, width, morph, level, region=region)
+        images.append(img.astype(np.float32))
+        objects += [(slot, cell, nuc, ann) for cell, nuc, ann in objs]
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    alpha = _blur(side(xx, yy).astype(np.float32), 3.0)
+    img = alpha * images[0] + (1 - alpha) * images[1]
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8), objects
+
+
 def _poly_json(poly: np.ndarray) -> list:
     return [round(float(v), 2) for v in poly.ravel()]
 
@@ -200,7 +238,8 @@ def make_synthetic_evican(out_dir: str, cultures: Sequence[str] = CULTURES[:4], 
                           n_val: int = 8, n_eval_per_level: int = 6, size: int = 256,
                           eval_size_range: Optional[Sequence[int]] = None, seed: int = 0,
                           annotate_frac: float = 0.8, variant: str = 'EVICAN60',
-                          blurred_background: bool = False, blur_sigma: float = 6.0) -> dict:
+                          blurred_background: bool = False, blur_sigma: float = 6.0, n_coculture: int = 0,
+                          coculture_name: str = 'coculture') -> dict:
     """Write a synthetic release under ``out_dir``; return counts.
 
     Args:
@@ -213,6 +252,10 @@ def make_synthetic_evican(out_dir: str, cultures: Sequence[str] = CULTURES[:4], 
         blurred_background: also write the release's background-blurred copies of the train/val images
             (``Images/EVICAN_{train,val}2019_BGblurred/``, same file names; nothing else changes).
         blur_sigma: their Gaussian blur (px at 256 px image side, scaled with ``size``).
+        n_coculture: co-culture eval images (two cultures per field, :func:`render_coculture`), written
+            as an extra eval subset ``instances_eval2019_<coculture_name>_<variant>.json`` with images
+            in EVICAN_eval2019 (levels 1-3 round-robin, tagged ``difficulty``). 0 (default): none,
+            and every other file is byte-identical to a run without the option.
     """
     if not 0.0 <= annotate_frac <= 1.0:
         raise ValueError(f'make_synthetic_evican: annotate_frac must be in [0, 1], got {annotate_frac}')
@@ -284,8 +327,38 @@ def make_synthetic_evican(out_dir: str, cultures: Sequence[str] = CULTURES[:4], 
             items.append((f'{index}_{c}.jpg', c, level, h, w, 1.0, (seed, 4, level, i)))
             index += 1
         write_split(f'instances_eval2019_{name}_{variant}.json', 'EVICAN_eval2019', items)
+    if n_coculture > 0:
+        if len(cultures) < 2:
+            raise ValueError('make_synthetic_evican: co-culture images need at least two cultures')
+        if coculture_name in LEVELS.values() or not coculture_name.replace('-', '').isalnum():
+            raise ValueError(f'make_synthetic_evican: bad co-culture subset name {coculture_name!r}')
+        images, anns = [], []
+        n_c = len(cultures)
+        for i in range(n_coculture):
+            pair = (cultures[i % n_c], cultures[(i + 1 + i // n_c) % n_c])
+            if pair[0] == pair[1]:
+                pair = (pair[0], cultures[(i + 1) % n_c])
+            level, layout = 1 + i % 3, COCULTURE_LAYOUTS[(i // 3) % 2]
+            h, w = (int(v) for v in np.random.default_rng((seed, 5, i)).integers(lo, hi + 1, 2))
+            img, objects = render_coculture(np.random.default_rng((seed, 6, i)), h, w,
+                                            [morph[c] for c in pair], level, layout)
+            fname = f'coculture_{i + 1}_{pair[0]}_{pair[1]}.jpg'
+            _write_jpg(osp.join(img_root, 'EVICAN_eval2019', fname), img)
+            images.append(dict(id=i + 1, file_name=fname, width=w, height=h, difficulty=level,
+                               layout=layout, cultures=list(pair)))
+            for slot, cell, nuc, _ in objects:
+                anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=cat_of[pair[slot]][0],
+                                 segmentation=[_poly_json(cell)], iscrowd=0))
+                if nuc is not None:
+                    anns.append(dict(id=len(anns) + 1, image_id=i + 1, category_id=cat_of[pair[slot]][1],
+                                     segmentation=[_poly_json(nuc)], iscrowd=0))
+        json_name = f'instances_eval2019_{coculture_name}_{variant}.json'
+        coco = dict(info=dict(description=f'synthetic {variant} co-cultures (deepcis_mm)'), images=images,
+                    annotations=anns, categories=categories)
+        atomic_write_text(osp.join(out_dir, json_name), json.dumps(coco))
+        counts[json_name] = dict(images=len(images), annotations=len(anns))
     return counts
 
 
-__all__ = ['CULTURES', 'Morphology', 'culture_morphology', 'render_image', 'make_synthetic_evican',
-           'blur_unannotated']
+__all__ = ['CULTURES', 'COCULTURE_LAYOUTS', 'Morphology', 'culture_morphology', 'render_coculture', 'render_image',
+           'make_synthetic_evican', 'blur_unannotated']

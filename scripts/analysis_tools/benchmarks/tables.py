@@ -75,8 +75,29 @@ def accuracy_table(rows: List[Dict], columns: List[str]) -> str:
     lines = []
     for r in rows:
         vals = [r['metrics'].get(c) for c in columns]
-        lines.append([r['label'], r['consensus']] + [_num(None if v is None else 100 * v) for v in vals])
+        where = f' ({r["preset"]}, {r["subset"]})' if 'preset' in r else ''
+        lines.append([r['label'] + where, r.get('scoring', r['consensus'])] +
+                     [_num(None if v is None else 100 * v) for v in vals])
     return markdown_table(['model', 'consensus', *ACCURACY_HEADERS], lines)
+
+
+CULTURE_HEADERS = ['bbox mAP', 'segm mAP', 'segm mAP class-agnostic', 'segm culture-aware / agnostic',
+                   'culture acc. (matched)', 'image culture acc.']
+
+
+def culture_table(rows: List[Dict], columns: List[str]) -> str:
+    """Markdown table of :func:`run_accuracy` rows by data preset and eval subset: culture-aware and
+    class-agnostic segm mAP, their ratio, culture accuracy of matched detections and per image (%;
+    the ratio as a fraction)."""
+    lines = ['| data | eval | model | scoring | ' + ' | '.join(CULTURE_HEADERS[:len(columns)]) + ' |',
+             '|' + '---|' * (4 + len(columns))]
+    for r in rows:
+        vals = [r['metrics'].get(c) for c in columns]
+        lines.append(f'| {r.get("preset", "demo")} | {r.get("subset", "single-culture")} | {r["label"]} | '
+                     f'{r.get("scoring", r["consensus"])} | ' +
+                     ' | '.join(_num(v, '{:.2f}') if c == 'segm_ratio' else _num(None if v is None else 100 * v)
+                                for c, v in zip(columns, vals)) + ' |')
+    return '\n'.join(lines)
 
 
 def update_section(path: str, section: str, text: str) -> None:
