@@ -48,6 +48,36 @@ def test_head_loss_hard_and_soft_targets():
         head.loss(feats, [hard], table)
 
 
+def test_detached_branch_sends_no_gradient_to_the_fpn():
+    for detach, reaches in ((True, False), (False, True)):
+        head = ImageCultureHead(num_cultures=2, in_channels=4, feat_channels=2, num_levels=1,
+                                detach_features=detach)
+        feat = torch.randn(1, 4, 8, 8, requires_grad=True)
+        head.loss([feat], [torch.tensor([0])], (0, 1))['loss_img_culture'].backward()
+        assert (feat.grad is not None) == reaches
+        assert head.conv.weight.grad is not None  # the branch itself learns either way
+
+
+def test_variant_detector_starts_as_the_paper_model():
+    """The branch is built on a forked RNG: the variant's detector weights and the RNG state after
+    building (which the training's random draws continue from) are the paper-faithful model's."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+
+    def build(path):
+        torch.manual_seed(0)
+        model = MODELS.build(Config.fromfile(path).model)
+        model.init_weights()
+        return model.state_dict(), torch.get_rng_state()
+    paper, paper_rng = build(osp.join(ROOT, 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'))
+    variant, variant_rng = build(VARIANT)
+    assert sorted(set(variant) - set(paper)) == [f'roi_head.img_culture_head.{n}' for n in
+                                                 ('conv.bias', 'conv.weight', 'fc.bias', 'fc.weight')]
+    assert all(torch.equal(paper[k], variant[k]) for k in paper)
+    assert torch.equal(paper_rng, variant_rng)
+
+
 # --- combination rules ---------------------------------------------------------------------------
 # labels: 0 A cell, 1 A nucleus, 2 B cell, 3 B nucleus; background last
 CULT, KIND = (0, 0, 1, 1), (0, 1, 0, 1)

@@ -40,16 +40,21 @@ class ImageCultureHead(BaseModule):
         num_cultures: number of distinct cultures in the class table (label order of first use).
         in_channels: FPN channels. feat_channels: conv channels. num_levels: FPN levels used.
         loss_weight: weight of ``loss_img_culture``.
+        detach_features: stop this head's gradient at the FPN, so that the detector trains exactly as
+            without the branch (with the gradient, the branch's image labels cost class-agnostic AP at
+            the demo budget: docs/culture_from_image.md).
     """
 
     def __init__(self, num_cultures: int, in_channels: int = 256, feat_channels: int = 128,
-                 num_levels: int = 5, loss_weight: float = 1.0, init_cfg: Optional[dict] = None):
+                 num_levels: int = 5, loss_weight: float = 1.0, detach_features: bool = False,
+                 init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if num_cultures < 1:
             raise ValueError(f'ImageCultureHead: num_cultures must be >= 1, got {num_cultures}')
         self.num_cultures = num_cultures
         self.num_levels = num_levels
         self.loss_weight = loss_weight
+        self.detach_features = detach_features
         self.conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
         self.fc = nn.Linear(feat_channels * num_levels, num_cultures)
 
@@ -57,7 +62,8 @@ class ImageCultureHead(BaseModule):
         """Culture logits (B, C) from the FPN levels."""
         if len(x) < self.num_levels:
             raise ValueError(f'ImageCultureHead: {len(x)} feature levels, num_levels={self.num_levels}')
-        pooled = [F.relu(self.conv(feat)).mean(dim=(2, 3)) for feat in x[:self.num_levels]]
+        feats = [f.detach() if self.detach_features else f for f in x[:self.num_levels]]
+        pooled = [F.relu(self.conv(feat)).mean(dim=(2, 3)) for feat in feats]
         return self.fc(torch.cat(pooled, dim=1))
 
     def loss(self, x: Sequence[Tensor], labels_list: List[Tensor], label_culture: Sequence[int]) -> dict:

@@ -1,6 +1,7 @@
 """Last-stage-mask cascade RoI head with an image-level culture branch beside it."""
 from typing import List, Optional, Sequence, Tuple
 
+import torch
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmdet.utils import InstanceList
@@ -31,7 +32,10 @@ class ImageCultureCascadeRoIHead(LastStageMaskCascadeRoIHead):
         self.label_culture: Optional[tuple] = None
         self.label_kind: Optional[tuple] = None
         super().__init__(*args, **kwargs)
-        self.img_culture_head = MODELS.build(img_culture_head)
+        # built on a forked RNG: the detector's initialization and its training's random draws stay
+        # those of the paper-faithful model, so the two differ by the branch alone
+        with torch.random.fork_rng(devices=[]):
+            self.img_culture_head = MODELS.build(img_culture_head)
 
     @property
     def dataset_meta(self) -> Optional[dict]:

@@ -4,5 +4,6 @@
 image_culture_roi_head = dict(
     type='ImageCultureCascadeRoIHead',
     img_culture_head=dict(type='ImageCultureHead', num_cultures=30, in_channels=256, feat_channels=128,
-                          num_levels=5, loss_weight=1.0))
+                          num_levels=5, loss_weight=1.0,
+                          detach_features=True))
 image_culture_test_cfg = dict(image_culture=dict(mode='product', weight=1.0))

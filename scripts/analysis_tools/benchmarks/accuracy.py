@@ -37,6 +37,8 @@ ACCURACY_MODELS = (
 PRESETS = {
     'demo': dict(cultures=4, n_train=48, n_val=8, n_eval_per_level=10, n_coculture=12, seed=0),
     'hard': dict(cultures=8, n_train=48, n_val=8, n_eval_per_level=10, n_coculture=12, seed=0),
+    # the demo data with 4x the training images (same eval images): does culture generalise with more data?
+    'demo-x4': dict(cultures=4, n_train=192, n_val=8, n_eval_per_level=10, n_coculture=12, seed=0),
 }
 # eval subsets: name -> annotation file under <prepared>/annotations/
 EVAL_SUBSETS = (('single-culture', 'instances_eval.json'), ('co-culture', 'instances_eval_coculture.json'))
