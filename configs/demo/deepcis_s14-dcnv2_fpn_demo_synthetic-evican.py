@@ -1,8 +1,9 @@
 # CPU-scale DeepCIS for the demo (2 cores, minutes): the same family as the paper's model (ResNeSt with
 # split attention + DCNv2, FPN, per-level pixel-size anchors, 3-stage Cascade with the mask branch at
 # the last stage), scaled down: ResNeSt-14 with 16 base channels, DCNv2 in stages 3-4 (mmcv's CPU
-# DCN backward is ~60% of a step with stages 2-4), BN, and the CPU-scale FPN/heads/sampling shared with
-# the R18 baselines (../_base_/models/cpu_scale.py). Data: synthetic EVICAN (4 cultures, 8 classes).
+# DCN backward is ~60% of a step with stages 2-4), BN, 256 px images, and the CPU-scale FPN, heads and
+# sampling shared with the R18 baselines (../_base_/models/cpu_scale.py). Data: synthetic EVICAN
+# (4 cultures, 8 classes).
 _base_ = [
     '../_base_/models/deepcis_cascade-mask-rcnn_s200-dcnv2_fpn.py',
     '../_base_/models/cpu_scale.py',
