@@ -186,6 +186,38 @@ def test_every_config_builds(path):
     assert cfg.train_dataloader.dataset.type and cfg.test_evaluator
 
 
+CPU_SCALE_MODELS = [DEMO] + [osp.join(ROOT, f'configs/baselines/{m}_r18-c16_fpn_demo_synthetic-evican.py')
+                             for m in ('mask-rcnn', 'cascade-mask-rcnn')]
+
+
+@pytest.mark.parametrize('path', CPU_SCALE_MODELS, ids=osp.basename)
+def test_cpu_scale_models_share_one_base(path):
+    # the demo model and the R18 baselines take their CPU-scale FPN, heads and sampling from one file
+    cpu = Config.fromfile(osp.join(ROOT, 'configs/_base_/models/cpu_scale.py')).cpu_scale
+    assert cpu.neck.out_channels == 64 and cpu.rcnn_sampler.num == 128  # what the demo numbers came from
+    model, cfg = build_model(path)
+    assert cfg.cpu_scale == cpu  # inherited, not restated
+    ch = cpu.neck.out_channels
+    assert {c.conv.out_channels for c in model.neck.fpn_convs} == {ch}
+    assert model.rpn_head.rpn_conv.in_channels == model.rpn_head.rpn_conv.out_channels == ch
+    assert model.rpn_head.sampler.num == cpu.train_cfg.rpn.sampler.num
+    for got, want in ((model.train_cfg.rpn_proposal, cpu.train_cfg.rpn_proposal),
+                      (model.test_cfg.rpn, cpu.test_cfg.rpn), (model.test_cfg.rcnn, cpu.test_cfg.rcnn)):
+        assert {k: got[k] for k in want} == want
+    roi = model.roi_head
+    listed = (lambda x: list(x) if isinstance(x, (list, torch.nn.ModuleList)) else [x])
+    assert {s.num for s in listed(roi.bbox_sampler)} == {cpu.rcnn_sampler.num}
+    for extractor, piece in ((roi.bbox_roi_extractor, cpu.bbox_roi_extractor),
+                             (roi.mask_roi_extractor, cpu.mask_roi_extractor)):
+        for e in listed(extractor):
+            assert e.out_channels == ch and e.roi_layers[0].sampling_ratio == piece.roi_layer.sampling_ratio
+    box_rois = (cpu.bbox_roi_extractor.roi_layer.output_size,) * 2
+    assert {e.roi_layers[0].output_size for e in listed(roi.bbox_roi_extractor)} == {box_rois}
+    assert {(h.in_channels, h.fc_out_channels, h.roi_feat_size) for h in listed(roi.bbox_head)} == \
+        {(ch, cpu.bbox_head.fc_out_channels, (cpu.bbox_head.roi_feat_size,) * 2)}
+    assert {(len(h.convs), h.conv_out_channels) for h in listed(roi.mask_head)} == {(cpu.mask_head.num_convs, ch)}
+
+
 def test_culture_consensus_relabels_to_score_weighted_majority():
     from deepcis_mm.models import apply_culture_consensus, consensus_labels
     cultures = ('HeLa', 'HeLa', 'MCF-7', 'MCF-7', 'SW-480')

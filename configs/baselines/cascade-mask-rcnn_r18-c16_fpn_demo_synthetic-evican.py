@@ -1,27 +1,28 @@
-# CPU-scale stock Cascade Mask R-CNN (mask head at every stage) for the demo data and budget.
+# CPU-scale stock Cascade Mask R-CNN (mask head at every stage) for the demo data and budget: ResNet-18
+# with 16 base channels and the DeepCIS demo model's CPU-scale FPN, heads and sampling
+# (../_base_/models/cpu_scale.py).
 _base_ = [
     'mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py',
+    '../_base_/models/cpu_scale.py',
     '../_base_/datasets/synthetic_evican_demo.py',
     '../_base_/schedules/demo_450it.py',
     '../_base_/demo_runtime.py',
 ]
 num_classes = 8
-channels = 64
 model = dict(
     backbone=dict(depth=18, base_channels=16, frozen_stages=-1, norm_eval=False, init_cfg=None),
-    neck=dict(in_channels=[16, 32, 64, 128], out_channels=channels),
-    rpn_head=dict(in_channels=channels, feat_channels=channels),
+    neck=dict(_base_.cpu_scale.neck, in_channels=[16, 32, 64, 128]),
+    rpn_head=_base_.cpu_scale.rpn_head,
     roi_head=dict(
-        bbox_roi_extractor=dict(out_channels=channels, roi_layer=dict(sampling_ratio=2)),
+        bbox_roi_extractor=_base_.cpu_scale.bbox_roi_extractor,
         # mmdet's three cascade box heads (their target stds), narrower
-        bbox_head=[dict(head, in_channels=channels, fc_out_channels=256, num_classes=num_classes)
+        bbox_head=[dict(head, num_classes=num_classes, **_base_.cpu_scale.bbox_head)
                    for head in _base_.model.roi_head.bbox_head],
-        mask_roi_extractor=dict(out_channels=channels, roi_layer=dict(sampling_ratio=2)),
-        mask_head=dict(num_convs=2, in_channels=channels, conv_out_channels=channels,
-                       num_classes=num_classes)),
+        mask_roi_extractor=_base_.cpu_scale.mask_roi_extractor,
+        mask_head=dict(_base_.cpu_scale.mask_head, num_classes=num_classes)),
     train_cfg=dict(
-        rpn=dict(sampler=dict(num=256)),
-        rpn_proposal=dict(nms_pre=500, max_per_img=300),
-        # mmdet's three cascade stages (IoU 0.5 / 0.6 / 0.7), 128 sampled RoIs per image
-        rcnn=[dict(stage, sampler=dict(stage.sampler, num=128)) for stage in _base_.model.train_cfg.rcnn]),
-    test_cfg=dict(rpn=dict(nms_pre=1000, max_per_img=300), rcnn=dict(max_per_img=200)))
+        _base_.cpu_scale.train_cfg,
+        # mmdet's three cascade stages (IoU 0.5 / 0.6 / 0.7), fewer sampled RoIs
+        rcnn=[dict(stage, sampler=dict(stage.sampler, **_base_.cpu_scale.rcnn_sampler))
+              for stage in _base_.model.train_cfg.rcnn]),
+    test_cfg=_base_.cpu_scale.test_cfg)

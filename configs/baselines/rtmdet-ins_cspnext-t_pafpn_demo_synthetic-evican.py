@@ -1,6 +1,10 @@
 # CPU-scale RTMDet-Ins for the demo data and budget (`scripts/analysis_tools/benchmark.py accuracy`): mmdet's
 # RTMDet-Ins-tiny model and AdamW recipe from scratch, with the demo's data, pipeline, 450 iterations
 # x 2 images, seed 0 and evaluator, like the other CPU baselines. No pretrained weights.
+# mmdet's recipe brings its own data/schedule/runtime keys and mmengine refuses one key from two bases,
+# so the demo's bases cannot be listed beside it: their values are restated below, and
+# tests/test_baselines.py holds them equal to configs/_base_/{datasets/synthetic_evican_demo,
+# schedules/demo_450it,demo_runtime}.py.
 _base_ = 'mmdet::rtmdet/rtmdet-ins_tiny_8xb32-300e_coco.py'
 custom_imports = dict(imports=['deepcis_mm'], allow_failed_imports=False)
 
