@@ -87,3 +87,42 @@ def test_cli_writes_table_and_json(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / 'missing')])
     assert 'instances_train.json: not found' in capsys.readouterr().err
+
+
+def test_model_evidence_of_a_model_that_always_says_one_culture(prepared, tmp_path):
+    """A detector whose classifier always answers 'MCF-7 cell' is right on exactly the MCF-7 instances
+    and images: the accuracies are their shares in the annotations."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from pycocotools.coco import COCO
+
+    from scripts.analysis_tools.culture_separability import model_accuracy
+    config = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                      'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py')
+    cfg = Config.fromfile(config)
+    cfg.model.roi_head.num_classes = 6
+    cfg_path = str(tmp_path / 'cfg.py')
+    cfg.dump(cfg_path)
+    model = MODELS.build(cfg.model)
+    meta = json.load(open(osp.join(prepared, 'annotations', 'instances_train.json')))['categories']
+    classes = [c['name'] for c in meta]
+    target = classes.index('MCF-7 cell')
+    with torch.no_grad():
+        for head in model.roi_head.bbox_head:
+            head.fc_cls.weight.zero_()
+            head.fc_cls.bias.fill_(-10.0)
+            head.fc_cls.bias[target] = 10.0
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=tuple(classes)))),
+               tmp_path / 'ckpt.pth')
+    out = model_accuracy(cfg_path, str(tmp_path / 'ckpt.pth'), prepared)
+    for split in ('train', 'eval'):
+        coco = COCO(osp.join(prepared, 'annotations', f'instances_{split}.json'))
+        culture = {c['id']: c['name'].split()[0] for c in coco.dataset['categories']}
+        per_image = [[culture[a['category_id']] for a in coco.imgToAnns[i]] for i in coco.getImgIds()]
+        per_image = [c for c in per_image if c]
+        instances = [c for cs in per_image for c in cs]
+        assert out[split]['n_images'] == len(per_image)
+        assert out[split]['instance_acc'] == round(100.0 * instances.count('MCF-7') / len(instances), 1)
+        assert out[split]['image_acc'] == round(100.0 * sum(cs[0] == 'MCF-7' for cs in per_image) / len(per_image), 1)
+        assert out[split]['branch_image_acc'] is None

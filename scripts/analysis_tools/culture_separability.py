@@ -91,6 +91,10 @@ def _by_level(levels: List[int], hits: List[bool]) -> Dict[str, Optional[float]]
 def morphology_accuracy(prepared: str) -> dict:
     """Evidence 1: nearest-centroid culture from annotated morphology (train fit, train/eval scored)."""
     data = {s: annotated_images(osp.join(prepared, 'annotations', f)) for s, f in SPLITS}
+    for split, f in SPLITS:
+        if not data[split]:
+            raise ValueError(f'{osp.join(prepared, "annotations", f)}: no image whose annotations name exactly '
+                             'one culture (EVICAN2-style classes carry none)')
     tr_y = [c for c, _, _ in data['train']]
     tr_x = np.stack([d for _, _, d in data['train']])
     out = {}
@@ -99,6 +103,14 @@ def morphology_accuracy(prepared: str) -> dict:
         hits = [p == c for p, (c, _, _) in zip(pred, items)]
         out[split] = dict(image_acc=_acc(hits), n_images=len(items), levels=_by_level([lv for _, lv, _ in items], hits))
     return out
+
+
+def _roi_logits(roi_head, x, rois):
+    """Class logits of ``rois``: stage-averaged for a cascade (as its test does), else the one stage."""
+    stages = getattr(roi_head, 'num_stages', None)
+    if stages is None:
+        return roi_head._bbox_forward(x, rois)['cls_score']
+    return sum(roi_head._bbox_forward(s, x, rois)['cls_score'] for s in range(stages)) / stages
 
 
 def model_accuracy(config: str, checkpoint: str, prepared: str) -> dict:
@@ -137,8 +149,7 @@ def model_accuracy(config: str, checkpoint: str, prepared: str) -> dict:
             with torch.no_grad():
                 x = model.extract_feat(data['inputs'])
                 rois = bbox2roi([gt.bboxes])
-                logits = sum(roi_head._bbox_forward(s, x, rois)['cls_score'] for s in range(roi_head.num_stages))
-                probs = torch.softmax(logits / roi_head.num_stages, -1)[:, :len(label_culture)]
+                probs = torch.softmax(_roi_logits(roi_head, x, rois), -1)[:, :len(label_culture)]
                 post = torch.zeros(len(gt), len(names)).index_add_(1, label_culture.clamp_min(0), probs)
                 post = post / post.sum(1, keepdim=True).clamp_min(1e-12)
             inst += (post.argmax(1) == true).tolist()
@@ -183,8 +194,11 @@ def main(argv=None):
     for _, f in SPLITS:
         if not osp.isfile(osp.join(args.prepared, 'annotations', f)):
             p.error(f'{osp.join(args.prepared, "annotations", f)}: not found (a prepared EVICAN folder is needed)')
-    morph = morphology_accuracy(args.prepared)
-    model = model_accuracy(args.config, args.checkpoint, args.prepared) if args.config else None
+    try:
+        morph = morphology_accuracy(args.prepared)
+        model = model_accuracy(args.config, args.checkpoint, args.prepared) if args.config else None
+    except ValueError as e:  # bad data or a checkpoint of other classes: one line, nothing written
+        raise SystemExit(f'culture_separability.py: error: {e}')
     text = report(morph, model)
     out = args.out or args.prepared
     atomic_write_text(osp.join(out, 'culture_separability.md'), text)
