@@ -259,6 +259,12 @@ def test_variant_train_step_and_predict(prepared):
         sure = model.test_step(pseudo_collate([test_ds[0]]))[0].pred_instances
         cultures = [ds.metainfo['cultures'][i] for i in sure.labels.tolist()]
         assert set(cultures) == {'MCF-7'}
+        head.test_cfg['image_culture'] = dict(mode='image', window=0.5)  # every window as sure
+        windowed = model.test_step(pseudo_collate([test_ds[0]]))[0].pred_instances
+        assert {ds.metainfo['cultures'][i] for i in windowed.labels.tolist()} == {'MCF-7'}
+        head.test_cfg['image_culture'] = dict(mode='image', windw=0.5)
+        with pytest.raises(ValueError, match=r"unknown key\(s\) \['windw'\]"):
+            model.test_step(pseudo_collate([test_ds[0]]))
 
 
 # --- benchmark: every combination option scored from one backbone/RPN pass --------------------------
@@ -339,3 +345,37 @@ def test_predict_writes_image_culture(tmp_path):
     assert {r['image_culture'] for r in rows} == {'MCF-7'} and all(float(r['image_culture_prob']) > 0.99 for r in rows)
     # the image branch also decides each instance's culture here (mode 'product', sure posterior)
     assert {r['culture'] for r in rows} == {'MCF-7'}
+
+
+def test_window_posterior_reads_the_head_locally():
+    """The whole-image window is the global head; on a field whose halves show different features,
+    a box takes the culture of its own half."""
+    torch.manual_seed(0)
+    head = ImageCultureHead(num_cultures=2, in_channels=2, feat_channels=2, num_levels=2)
+    with torch.no_grad():
+        head.conv.weight.zero_()
+        head.conv.bias.zero_()
+        head.conv.weight[0, 0, 1, 1] = 1.0  # feature 0 copies input channel 0
+        head.conv.weight[1, 1, 1, 1] = 1.0  # feature 1 copies input channel 1
+        head.fc.weight.copy_(torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 4.0, 0.0, 0.0]]))  # level 0 only
+        head.fc.bias.zero_()
+    p2 = torch.zeros(1, 2, 16, 16)
+    p2[0, 0, :, :8] = 1.0  # left half: culture 0 evidence
+    p2[0, 1, :, 8:] = 1.0  # right half: culture 1 evidence
+    feats = [p2, torch.zeros(1, 2, 8, 8)]
+    boxes = torch.tensor([[4.0, 20.0, 12.0, 28.0], [52.0, 30.0, 60.0, 40.0], [0.0, 0.0, 64.0, 64.0]])
+    local = head.predict_windows(feats, boxes, (64, 64), (64, 64), window=0.25)
+    assert local[0, 0] > 0.9 and local[1, 1] > 0.9  # left box -> culture 0, right box -> culture 1
+    whole = head.predict_windows(feats, boxes[2:], (64, 64), (64, 64), window=1.0)
+    assert torch.allclose(whole, head.predict(feats), atol=1e-6)  # the full window is the global head
+    with pytest.raises(ValueError, match='window must be > 0'):
+        head.predict_windows(feats, boxes, (64, 64), (64, 64), window=0.0)
+
+
+def test_per_box_posteriors_combine_row_by_row():
+    per_box = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    for mode in ('product', 'image'):
+        both = combine_class_probs(BOX, CULT, KIND, per_box, mode)
+        for i in range(2):
+            one = combine_class_probs(BOX[i:i + 1], CULT, KIND, per_box[i], mode)
+            assert torch.allclose(both[i], one[0], atol=1e-6)

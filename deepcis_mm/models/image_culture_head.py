@@ -82,3 +82,38 @@ class ImageCultureHead(BaseModule):
     def predict(self, x: Sequence[Tensor]) -> Tensor:
         """Culture posterior (B, C)."""
         return F.softmax(self(x), dim=1)
+
+    def predict_windows(self, x: Sequence[Tensor], boxes: Tensor, img_shape: Tuple[int, int],
+                        batch_input_shape: Tuple[int, int], window: float, batch_index: int = 0) -> Tensor:
+        """Regional culture posterior (n, C) of each box of one image: the head applied to the square
+        window of side ``window`` x the image's shorter side centred on the box (clipped to the image).
+
+        Average pooling and the linear layer commute, so the window's logits are the means of the
+        per-location contributions ``W_l . relu(conv(x_l))`` over the window on each level, summed,
+        plus the bias: the global head, read locally. On a co-culture field each region gets its own
+        culture instead of the field's majority. ``boxes`` (n, 4) and ``img_shape`` (h, w) are in input
+        pixels; ``batch_input_shape`` is the padded batch's (h, w), which the feature maps cover.
+        """
+        if not 0 < window:
+            raise ValueError(f'ImageCultureHead: window must be > 0 (fraction of the shorter side), got {window}')
+        h_img, w_img = img_shape
+        half = 0.5 * window * min(h_img, w_img)
+        cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+        x0, x1 = (cx - half).clamp(0, w_img), (cx + half).clamp(0, w_img)
+        y0, y1 = (cy - half).clamp(0, h_img), (cy + half).clamp(0, h_img)
+        feat_ch = self.conv.out_channels
+        logits = self.fc.bias.expand(len(boxes), -1).clone()
+        for lvl, feat in enumerate(x[:self.num_levels]):
+            feat = feat[batch_index:batch_index + 1]
+            contrib = torch.einsum('cf,fhw->chw', self.fc.weight[:, lvl * feat_ch:(lvl + 1) * feat_ch],
+                                   F.relu(self.conv(feat))[0])
+            h, w = contrib.shape[-2:]
+            stride = batch_input_shape[0] / h  # input pixels per feature cell
+            integral = F.pad(contrib.cumsum(1).cumsum(2), (1, 0, 1, 0))  # (C, h + 1, w + 1)
+            c0 = (x0 / stride).floor().long().clamp(0, w - 1)
+            r0 = (y0 / stride).floor().long().clamp(0, h - 1)
+            c1 = torch.maximum((x1 / stride).ceil().long().clamp(1, w), c0 + 1)
+            r1 = torch.maximum((y1 / stride).ceil().long().clamp(1, h), r0 + 1)
+            total = integral[:, r1, c1] - integral[:, r0, c1] - integral[:, r1, c0] + integral[:, r0, c0]
+            logits = logits + (total / ((r1 - r0) * (c1 - c0)).float()).t()
+        return F.softmax(logits, dim=1)

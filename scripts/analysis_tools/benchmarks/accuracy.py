@@ -48,6 +48,9 @@ IMAGE_CULTURE_OPTIONS = (
     ('product, weight 1', dict(mode='product', weight=1.0)),
     ('product, weight 2', dict(mode='product', weight=2.0)),
     ('kind x image culture (mode image)', dict(mode='image')),
+    # each box's culture from the window around it (half the image's shorter side): co-cultures in regions
+    ('product, weight 1, window 0.5', dict(mode='product', weight=1.0, window=0.5)),
+    ('kind x window culture (mode image, window 0.5)', dict(mode='image', window=0.5)),
 )
 DATA_SRC = 'data/synthetic_evican'
 DATA_ROOT = 'data/synthetic_evican_prepared'
