@@ -48,6 +48,36 @@ def test_head_loss_hard_and_soft_targets():
         head.loss(feats, [hard], table)
 
 
+def test_detached_branch_sends_no_gradient_to_the_fpn():
+    for detach, reaches in ((True, False), (False, True)):
+        head = ImageCultureHead(num_cultures=2, in_channels=4, feat_channels=2, num_levels=1,
+                                detach_features=detach)
+        feat = torch.randn(1, 4, 8, 8, requires_grad=True)
+        head.loss([feat], [torch.tensor([0])], (0, 1))['loss_img_culture'].backward()
+        assert (feat.grad is not None) == reaches
+        assert head.conv.weight.grad is not None  # the branch itself learns either way
+
+
+def test_variant_detector_starts_as_the_paper_model():
+    """The branch is built on a forked RNG: the variant's detector weights and the RNG state after
+    building (which the training's random draws continue from) are the paper-faithful model's."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+
+    def build(path):
+        torch.manual_seed(0)
+        model = MODELS.build(Config.fromfile(path).model)
+        model.init_weights()
+        return model.state_dict(), torch.get_rng_state()
+    paper, paper_rng = build(osp.join(ROOT, 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'))
+    variant, variant_rng = build(VARIANT)
+    assert sorted(set(variant) - set(paper)) == [f'roi_head.img_culture_head.{n}' for n in
+                                                 ('conv.bias', 'conv.weight', 'fc.bias', 'fc.weight')]
+    assert all(torch.equal(paper[k], variant[k]) for k in paper)
+    assert torch.equal(paper_rng, variant_rng)
+
+
 # --- combination rules ---------------------------------------------------------------------------
 # labels: 0 A cell, 1 A nucleus, 2 B cell, 3 B nucleus; background last
 CULT, KIND = (0, 0, 1, 1), (0, 1, 0, 1)
@@ -229,6 +259,12 @@ def test_variant_train_step_and_predict(prepared):
         sure = model.test_step(pseudo_collate([test_ds[0]]))[0].pred_instances
         cultures = [ds.metainfo['cultures'][i] for i in sure.labels.tolist()]
         assert set(cultures) == {'MCF-7'}
+        head.test_cfg['image_culture'] = dict(mode='image', window=0.5)  # every window as sure
+        windowed = model.test_step(pseudo_collate([test_ds[0]]))[0].pred_instances
+        assert {ds.metainfo['cultures'][i] for i in windowed.labels.tolist()} == {'MCF-7'}
+        head.test_cfg['image_culture'] = dict(mode='image', windw=0.5)
+        with pytest.raises(ValueError, match=r"unknown key\(s\) \['windw'\]"):
+            model.test_step(pseudo_collate([test_ds[0]]))
 
 
 # --- benchmark: every combination option scored from one backbone/RPN pass --------------------------
@@ -309,3 +345,37 @@ def test_predict_writes_image_culture(tmp_path):
     assert {r['image_culture'] for r in rows} == {'MCF-7'} and all(float(r['image_culture_prob']) > 0.99 for r in rows)
     # the image branch also decides each instance's culture here (mode 'product', sure posterior)
     assert {r['culture'] for r in rows} == {'MCF-7'}
+
+
+def test_window_posterior_reads_the_head_locally():
+    """The whole-image window is the global head; on a field whose halves show different features,
+    a box takes the culture of its own half."""
+    torch.manual_seed(0)
+    head = ImageCultureHead(num_cultures=2, in_channels=2, feat_channels=2, num_levels=2)
+    with torch.no_grad():
+        head.conv.weight.zero_()
+        head.conv.bias.zero_()
+        head.conv.weight[0, 0, 1, 1] = 1.0  # feature 0 copies input channel 0
+        head.conv.weight[1, 1, 1, 1] = 1.0  # feature 1 copies input channel 1
+        head.fc.weight.copy_(torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 4.0, 0.0, 0.0]]))  # level 0 only
+        head.fc.bias.zero_()
+    p2 = torch.zeros(1, 2, 16, 16)
+    p2[0, 0, :, :8] = 1.0  # left half: culture 0 evidence
+    p2[0, 1, :, 8:] = 1.0  # right half: culture 1 evidence
+    feats = [p2, torch.zeros(1, 2, 8, 8)]
+    boxes = torch.tensor([[4.0, 20.0, 12.0, 28.0], [52.0, 30.0, 60.0, 40.0], [0.0, 0.0, 64.0, 64.0]])
+    local = head.predict_windows(feats, boxes, (64, 64), (64, 64), window=0.25)
+    assert local[0, 0] > 0.9 and local[1, 1] > 0.9  # left box -> culture 0, right box -> culture 1
+    whole = head.predict_windows(feats, boxes[2:], (64, 64), (64, 64), window=1.0)
+    assert torch.allclose(whole, head.predict(feats), atol=1e-6)  # the full window is the global head
+    with pytest.raises(ValueError, match='window must be > 0'):
+        head.predict_windows(feats, boxes, (64, 64), (64, 64), window=0.0)
+
+
+def test_per_box_posteriors_combine_row_by_row():
+    per_box = torch.tensor([[0.9, 0.1], [0.2, 0.8]])
+    for mode in ('product', 'image'):
+        both = combine_class_probs(BOX, CULT, KIND, per_box, mode)
+        for i in range(2):
+            one = combine_class_probs(BOX[i:i + 1], CULT, KIND, per_box[i], mode)
+            assert torch.allclose(both[i], one[0], atol=1e-6)

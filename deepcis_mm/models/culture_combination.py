@@ -43,7 +43,8 @@ def combine_class_probs(probs: Tensor, label_culture: Sequence[int], label_kind:
         probs: (n, K + 1) softmax scores of the RoI head, background last.
         label_culture: culture index (into ``image_probs``) of each of the K labels, -1 for none.
         label_kind: kind index of each label (e.g. 0 cell, 1 nucleus).
-        image_probs: (C,) image culture posterior.
+        image_probs: (C,) image culture posterior, or (n, C) one per box (a regional posterior:
+            :meth:`ImageCultureHead.predict_windows`).
         mode: 'none', 'product' or 'image' (module docstring).
         weight: exponent of the image posterior in 'product' (times the confidence).
         confidence: override the entropy confidence (tests, ablations).
@@ -63,8 +64,10 @@ def combine_class_probs(probs: Tensor, label_culture: Sequence[int], label_kind:
     kind = torch.as_tensor(list(label_kind), device=probs.device, dtype=torch.long)
     has_culture = culture >= 0
     g = image_confidence(image_probs) if confidence is None else image_probs.new_tensor(float(confidence))
+    if g.dim() == 1:  # one posterior per box: one confidence per box
+        g = g[:, None]
     # image posterior per label (1 for labels without a culture: they carry no culture to change)
-    pi = torch.where(has_culture, image_probs[culture.clamp_min(0)], torch.ones_like(fg[0]))
+    pi = torch.where(has_culture, image_probs[..., culture.clamp_min(0)], torch.ones_like(fg[0]))
     n_kinds = int(kind.max()) + 1
     onehot = torch.nn.functional.one_hot(kind, n_kinds).to(fg.dtype)  # (K, kinds)
     kind_mass = fg @ onehot  # (n, kinds)
@@ -74,7 +77,7 @@ def combine_class_probs(probs: Tensor, label_culture: Sequence[int], label_kind:
         q = p_inst * pi.clamp_min(1e-12).pow(weight * g)
     else:
         # the image posterior renormalised over the cultures that have a label of this kind
-        pi_kind = (pi @ onehot)[kind]
+        pi_kind = (pi @ onehot)[..., kind]
         q = g * (pi / pi_kind.clamp_min(1e-12)) + (1 - g) * p_inst
     q = torch.where(has_culture, q, p_inst)
     q = q / (q @ onehot)[:, kind].clamp_min(1e-12)  # q(. | kind) sums to 1 within each kind

@@ -1,6 +1,7 @@
 """Last-stage-mask cascade RoI head with an image-level culture branch beside it."""
 from typing import List, Optional, Sequence, Tuple
 
+import torch
 import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmdet.utils import InstanceList
@@ -20,8 +21,10 @@ class ImageCultureCascadeRoIHead(LastStageMaskCascadeRoIHead):
     The RoI head keeps the paper's (culture, kind) classes; the image head learns each image's culture
     (``loss_img_culture``, one model, one training). At test time the image posterior is written to each
     sample's metainfo (``image_culture_probs``, ``image_cultures``) and, with
-    ``test_cfg.rcnn.image_culture=dict(mode='product'|'image'|'none', weight=1.0)``, combined with every
-    box's full class-score vector before NMS (:func:`combine_class_probs`). The class table (culture
+    ``test_cfg.rcnn.image_culture=dict(mode='product'|'image'|'none', weight=1.0, window=None)``, combined
+    with every box's full class-score vector before NMS (:func:`combine_class_probs`); with ``window``
+    (a fraction of the image's shorter side) each box takes the culture of the window around it
+    (:meth:`ImageCultureHead.predict_windows`) instead of the whole image's. The class table (culture
     and kind per label) comes from the detector's ``dataset_meta``, handed down by
     :func:`~deepcis_mm.engine.set_dataset_meta`.
     """
@@ -31,7 +34,10 @@ class ImageCultureCascadeRoIHead(LastStageMaskCascadeRoIHead):
         self.label_culture: Optional[tuple] = None
         self.label_kind: Optional[tuple] = None
         super().__init__(*args, **kwargs)
-        self.img_culture_head = MODELS.build(img_culture_head)
+        # built on a forked RNG: the detector's initialization and its training's random draws stay
+        # those of the paper-faithful model, so the two differ by the branch alone
+        with torch.random.fork_rng(devices=[]):
+            self.img_culture_head = MODELS.build(img_culture_head)
 
     @property
     def dataset_meta(self) -> Optional[dict]:
@@ -79,16 +85,24 @@ class ImageCultureCascadeRoIHead(LastStageMaskCascadeRoIHead):
         rois, cls_scores, bbox_preds = super()._refine_roi(x, rois, batch_img_metas, num_proposals_per_img,
                                                            **kwargs)
         opt = dict((self.test_cfg or {}).get('image_culture') or {}) if not self.training else {}
+        unknown = sorted(set(opt) - {'mode', 'weight', 'window'})
+        if unknown:  # a typo would silently score without the option
+            raise ValueError(f'test_cfg.rcnn.image_culture: unknown key(s) {unknown}; known: mode, weight, window')
         mode = opt.get('mode', 'none')
         if mode == 'none' or not all('image_culture_probs' in m for m in batch_img_metas):
             return rois, cls_scores, bbox_preds
         if self.bbox_head[-1].custom_activation or self.bbox_head[-1].loss_cls.use_sigmoid:
             raise ValueError('test_cfg.rcnn.image_culture needs softmax class scores in the last bbox head')
+        window = opt.get('window')
         combined = []
-        for scores, meta in zip(cls_scores, batch_img_metas):
+        for i, (scores, meta) in enumerate(zip(cls_scores, batch_img_metas)):
+            if window:  # each box's regional culture (co-cultures in regions), else the whole image's
+                image_probs = self.img_culture_head.predict_windows(
+                    x, rois[i][:, 1:], meta['img_shape'][:2], meta['batch_input_shape'][:2], float(window), i)
+            else:
+                image_probs = scores.new_tensor(meta['image_culture_probs'])
             probs = combine_class_probs(F.softmax(scores, dim=-1), self.label_culture, self.label_kind,
-                                        scores.new_tensor(meta['image_culture_probs']), mode,
-                                        float(opt.get('weight', 1.0)))
+                                        image_probs, mode, float(opt.get('weight', 1.0)))
             # the bbox head applies softmax again: log-probabilities come back unchanged
             combined.append(probs.clamp_min(1e-12).log())
         return rois, combined, bbox_preds

@@ -37,6 +37,8 @@ ACCURACY_MODELS = (
 PRESETS = {
     'demo': dict(cultures=4, n_train=48, n_val=8, n_eval_per_level=10, n_coculture=12, seed=0),
     'hard': dict(cultures=8, n_train=48, n_val=8, n_eval_per_level=10, n_coculture=12, seed=0),
+    # the demo data with 4x the training images (same eval images): does culture generalise with more data?
+    'demo-x4': dict(cultures=4, n_train=192, n_val=8, n_eval_per_level=10, n_coculture=12, seed=0),
 }
 # eval subsets: name -> annotation file under <prepared>/annotations/
 EVAL_SUBSETS = (('single-culture', 'instances_eval.json'), ('co-culture', 'instances_eval_coculture.json'))
@@ -46,6 +48,9 @@ IMAGE_CULTURE_OPTIONS = (
     ('product, weight 1', dict(mode='product', weight=1.0)),
     ('product, weight 2', dict(mode='product', weight=2.0)),
     ('kind x image culture (mode image)', dict(mode='image')),
+    # each box's culture from the window around it (half the image's shorter side): co-cultures in regions
+    ('product, weight 1, window 0.5', dict(mode='product', weight=1.0, window=0.5)),
+    ('kind x window culture (mode image, window 0.5)', dict(mode='image', window=0.5)),
 )
 DATA_SRC = 'data/synthetic_evican'
 DATA_ROOT = 'data/synthetic_evican_prepared'
