@@ -178,31 +178,85 @@ def _script():
 
 def test_comparison_variants_use_one_eval_and_their_own_train_data():
     mod = _script()
-    data = dict(full='F/', partial='P/', blurred='B/')
+    data = dict(full='F/', partial='P/', blurred='B/', oracle='O')
     for name, (config, kind) in mod.VARIANTS.items():
         assert osp.isfile(osp.join(ROOT, config)), config
-        opts = mod.variant_options(kind, data)
-        assert opts[-1] == f'train_dataloader.dataset.data_root={data[kind]}'
+        opts = mod.variant_options(kind, data, seed=3)
+        assert opts[-1] == 'randomness.seed=3'
+        train_root = 'F/' if kind == 'oracle' else data[kind]
+        assert f'train_dataloader.dataset.data_root={train_root}' in opts
         # every variant is evaluated on the same (fully annotated) eval split
         assert 'test_evaluator.ann_file=P/annotations/instances_eval.json' in opts
         assert 'test_dataloader.dataset.data_root=P/' in opts
     assert mod.VARIANTS['full'][1] == 'full' and mod.VARIANTS['naive'] == (mod.DEMO, 'partial')
+    oracle = mod.variant_options('oracle', data)
+    assert f'train_dataloader.dataset.ann_file={osp.abspath("O/instances_train.json")}' in oracle
+    assert sum('assigner.type=KnownBackgroundAssigner' in o for o in oracle) == 4
+    assert mod.run_name('naive', 0) == 'naive' and mod.run_name('naive', 2) == 'naive_seed2'
+
+
+def test_oracle_annotations_mark_exactly_the_objects_the_partial_file_leaves_out(tmp_path):
+    """Known answer: of three objects (two categories, two images) the partial file keeps two; the
+    oracle file is the full one with the third marked iscrowd, ids and order kept."""
+    import json
+    mod = _script()
+    seg = [[[1, 1, 9, 1, 9, 9]], [[2, 2, 8, 2, 8, 8]], [[1, 1, 9, 1, 9, 9]]]
+    full = dict(images=[dict(id=1, file_name='a.jpg'), dict(id=2, file_name='b.jpg')],
+                categories=[dict(id=5, name='HeLa_cell'), dict(id=9, name='HeLa_nucleus')],
+                annotations=[dict(id=i + 1, image_id=im, category_id=c, segmentation=sg, iscrowd=0)
+                             for i, (im, c, sg) in enumerate([(1, 5, seg[0]), (1, 9, seg[1]), (2, 5, seg[2])])])
+    # the partial file numbers images, categories and annotations its own way
+    part = dict(images=[dict(id=7, file_name='b.jpg'), dict(id=8, file_name='a.jpg')],
+                categories=[dict(id=1, name='HeLa_nucleus'), dict(id=2, name='HeLa_cell')],
+                annotations=[dict(id=1, image_id=8, category_id=2, segmentation=seg[0], iscrowd=0),
+                             dict(id=2, image_id=7, category_id=2, segmentation=seg[2], iscrowd=0)])
+    paths = [str(tmp_path / n) for n in ('full.json', 'part.json', 'out/oracle.json')]
+    for path, coco in zip(paths, (full, part)):
+        with open(path, 'w') as f:
+            json.dump(coco, f)
+    assert mod.oracle_annotations(*paths) == (2, 1)
+    with open(paths[2]) as f:
+        out = json.load(f)
+    assert [(a['id'], a['iscrowd']) for a in out['annotations']] == [(1, 0), (2, 1), (3, 0)]
+    part['annotations'][0]['segmentation'] = [[0, 0, 5, 0, 5, 5]]  # an object the full file lacks
+    with open(paths[1], 'w') as f:
+        json.dump(part, f)
+    with pytest.raises(ValueError, match='1 object'):
+        mod.oracle_annotations(*paths)
+
+
+class _Run:
+    def __init__(self, segm, seed=0):
+        lv = {k: dict(mAP=segm) for k in ('1', '2', '3', 'all')}
+        self.seed = seed
+        self.tables = dict(bbox=dict(levels=lv, agnostic=dict(all=dict(mAP=0.5, AR_50=0.7))),
+                           segm=dict(levels=lv, agnostic=dict(all=dict(mAP=0.4, AR_50=0.6, precision_50=0.9))))
+
+
+def _rows(text):
+    return {line.split(' | ')[0].strip('| '): line for line in text.splitlines() if line.startswith('| ')}
 
 
 def test_comparison_summary_gap_recovered():
     mod = _script()
-
-    class R:
-        def __init__(self, label, segm):
-            lv = {k: dict(mAP=segm) for k in ('1', '2', '3', 'all')}
-            self.label = label
-            self.tables = dict(bbox=dict(levels=lv, agnostic=dict(all=dict(mAP=0.5, AR_50=0.7))),
-                               segm=dict(levels=lv, agnostic=dict(all=dict(mAP=0.4, AR_50=0.6, precision_50=0.9))))
-    text = mod.summary_table([R('full', 0.30), R('naive', 0.20), R('ignore', 0.26)], 0.8)
-    rows = {line.split(' | ')[0].strip('| '): line for line in text.splitlines() if line.startswith('| ')}
+    text = mod.summary_table(dict(full=[_Run(0.30)], naive=[_Run(0.20)], ignore=[_Run(0.26)]), 0.8)
+    rows = _rows(text)
     assert rows['ignore'].rstrip(' |').endswith('60 %')  # (26 - 20) / (30 - 20)
     assert '| 50.0 | 40.0 | 70.0 | 60.0 | 90.0 | 60 % |' in rows['ignore'] and 'gap 10.0 points' in text
-    assert rows['full'].rstrip(' |').endswith('n/a')
+    assert rows['full'].rstrip(' |').endswith('n/a') and 'per training seed' not in text
+
+
+def test_comparison_summary_over_seeds_uses_the_means():
+    mod = _script()
+    runs = dict(full=[_Run(0.30, 0), _Run(0.34, 1)], naive=[_Run(0.20, 0), _Run(0.22, 1)],
+                ignore=[_Run(0.23, 0), _Run(0.29, 1)])
+    text = mod.summary_table(runs, 0.8)
+    rows = _rows(text.split('per training seed')[0])
+    # means 32 / 21 / 26: (26 - 21) / (32 - 21) = 45 %
+    assert rows['ignore'].startswith('| ignore | 2 | 26.0 |') and rows['ignore'].rstrip(' |').endswith('45 %')
+    assert 'gap 11.0 points' in text and 'means over training seeds' in text
+    per_seed = text.split('per training seed')[1]
+    assert '| ignore | 23.0 | 29.0 | 26.0 | 23.0-29.0 |' in per_seed
 
 
 @pytest.mark.parametrize('remedy', ['ignore-unannotated', 'known-background'])
