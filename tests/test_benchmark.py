@@ -217,9 +217,12 @@ def test_post_hoc_consensus_equals_the_heads_own(prepared, tmp_path):
     assert same(in_head['on'], in_head['off'])  # consensus twice = once
 
 
-def test_consensus_scoring_on_known_predictions(prepared):
-    """Ground truth as predictions, every third one under the wrong culture: as predicted, culture
-    accuracy is the share of right ones and mAP < 1; after consensus everything is right (mAP 1)."""
+@pytest.mark.parametrize('wrong_every', [3, 1])
+def test_consensus_and_oracle_scoring_on_known_predictions(prepared, wrong_every):
+    """Ground truth as predictions, every third one (or every one) under the next culture: as
+    predicted, culture accuracy is the share of right ones and mAP < 1; the consensus vote makes
+    everything right where most are right (mAP 1) and everything wrong where all are wrong; the
+    ground-truth culture (oracle) makes everything right in both cases."""
     import numpy as np
     from mmdet.registry import DATASETS, METRICS
     from mmdet.structures import DetDataSample
@@ -240,10 +243,11 @@ def test_consensus_scoring_on_known_predictions(prepared):
         info = ds.get_data_info(i)
         img = coco.imgs[info['img_id']]
         anns = coco.loadAnns(coco.getAnnIds(imgIds=img['id']))
-        labels, scores = [], []
+        labels, scores, truth = [], [], []
         for j, a in enumerate(anns):
             true = ds.cat2label[a['category_id']]
-            if j % 3 == 1:  # the next culture, same kind
+            truth.append(true)
+            if j % wrong_every == wrong_every - 1:  # the next culture, same kind
                 wrong = uniq[(uniq.index(cultures[true]) + 1) % len(uniq)]
                 labels.append(label_of[wrong, kinds[true]])
                 scores.append(0.6)
@@ -253,6 +257,7 @@ def test_consensus_scoring_on_known_predictions(prepared):
                 n_right += 1
         n_all += len(anns)
         sample = DetDataSample(metainfo=dict(img_id=img['id'], ori_shape=(img['height'], img['width'])))
+        sample.gt_instances = InstanceData(labels=torch.tensor(truth, dtype=torch.long))
         x, y, w, h = np.array([a['bbox'] for a in anns], np.float32).reshape(-1, 4).T
         sample.pred_instances = InstanceData(
             bboxes=torch.from_numpy(np.stack([x, y, x + w, y + h], 1)), scores=torch.tensor(scores),
@@ -260,17 +265,19 @@ def test_consensus_scoring_on_known_predictions(prepared):
             masks=torch.from_numpy(np.array([coco.annToMask(a) for a in anns], bool).reshape(
                 -1, img['height'], img['width'])))
         batches.append(({}, [sample]))
-    assert 0 < n_right < n_all
+    assert (0 < n_right < n_all) if wrong_every == 3 else n_right == 0
     scores = score_with_consensus(
         batches, lambda: Evaluator(METRICS.build(dict(type='DifficultyCocoMetric', ann_file=ann,
                                                       metric=['bbox', 'segm']))),
-        ds.metainfo, dict(type='nms', iou_threshold=0.5), len(ds))
-    off, on = scores["off"], scores["on"]
+        ds.metainfo, dict(type='nms', iou_threshold=0.5), len(ds), oracle=True)
+    off, on, oracle = scores['off'], scores['on'], scores['oracle']
     assert off['culture_acc'] == pytest.approx(n_right / n_all)
-    assert on['culture_acc'] == pytest.approx(1.0)
+    assert on['culture_acc'] == pytest.approx(1.0 if wrong_every == 3 else 0.0)
+    assert oracle['culture_acc'] == pytest.approx(1.0)
     for key in ('bbox_mAP', 'segm_mAP', 'bbox_L1_mAP', 'segm_L3_mAP'):
-        assert on[key] == pytest.approx(1.0) and off[key] < 1.0
-    assert off['segm_agnostic_mAP'] == pytest.approx(1.0) == on['segm_agnostic_mAP']
+        assert oracle[key] == pytest.approx(1.0) and off[key] < 1.0
+        assert on[key] == pytest.approx(1.0) if wrong_every == 3 else on[key] == pytest.approx(0.0)
+    assert off['segm_agnostic_mAP'] == pytest.approx(1.0) == on['segm_agnostic_mAP'] == oracle['segm_agnostic_mAP']
 
 
 def test_flop_count_of_a_deformable_conv_by_hand():

@@ -52,6 +52,9 @@ IMAGE_CULTURE_OPTIONS = (
     ('product, weight 1, window 0.5', dict(mode='product', weight=1.0, window=0.5)),
     ('kind x window culture (mode image, window 0.5)', dict(mode='image', window=0.5)),
 )
+# scorings of a model without the branch (evaluate's keys -> table labels)
+SCORINGS = {'off': 'as predicted', 'on': '+ consensus vote',
+            'oracle': '+ ground-truth image culture (ceiling)'}
 DATA_SRC = 'data/synthetic_evican'
 DATA_ROOT = 'data/synthetic_evican_prepared'
 # the metric's flat keys shown in the table, in order
@@ -155,25 +158,43 @@ def train(config: str, work_dir: str, log=print, cfg_options: Optional[dict] = N
     return ckpt
 
 
-def score_with_consensus(batches: Iterable[Tuple[dict, list]], build_evaluator: Callable, dataset_meta: dict,
-                         nms_cfg: dict, n_images: int) -> Dict[str, Dict[str, float]]:
-    """Score (data batch, predicted samples) pairs twice: as predicted ('off') and after image-level
-    culture consensus ('on', :func:`apply_culture_consensus` with ``nms_cfg`` and the class table of
-    ``dataset_meta``, the function the DeepCIS head uses). Returns flat metrics."""
-    from deepcis_mm.datasets import class_table
+def ground_truth_culture(sample, cultures: Sequence) -> Optional[object]:
+    """The one culture an image's ground truth names (None if it names none or several)."""
+    names = {cultures[int(lab)] for lab in sample.gt_instances.labels}
+    return names.pop() if len(names) == 1 else None
+
+
+def relabelled(outputs: list, table, nms_cfg: dict, oracle: bool = False) -> list:
+    """Copies of predicted samples after image-level consensus (:func:`apply_culture_consensus`, the
+    function the DeepCIS head uses); ``oracle``: relabelled to the ground truth's culture instead of
+    the vote's (the ceiling of any image-level culture decision on single-culture images)."""
     from deepcis_mm.models import apply_culture_consensus
+    out = []
+    for sample in outputs:
+        culture = ground_truth_culture(sample, table[0]) if oracle else None
+        sample = sample.clone()
+        if not oracle or culture is not None:
+            sample.pred_instances = apply_culture_consensus(sample.pred_instances, table, nms_cfg, culture)
+        out.append(sample)
+    return out
+
+
+def score_with_consensus(batches: Iterable[Tuple[dict, list]], build_evaluator: Callable, dataset_meta: dict,
+                         nms_cfg: dict, n_images: int, oracle: bool = False) -> Dict[str, Dict[str, float]]:
+    """Score (data batch, predicted samples) pairs as predicted ('off'), after image-level culture
+    consensus ('on', with ``nms_cfg`` and the class table of ``dataset_meta``) and, with ``oracle``,
+    relabelled to the ground-truth culture ('oracle'). Returns flat metrics per scoring."""
+    from deepcis_mm.datasets import class_table
     table = class_table(dataset_meta)
-    evaluators = {name: build_evaluator() for name in ('off', 'on')}
+    evaluators = {name: build_evaluator() for name in ('off', 'on') + (('oracle', ) if oracle else ())}
     for ev in evaluators.values():
         ev.dataset_meta = dataset_meta
     for data, outputs in batches:
         evaluators['off'].process(data_samples=outputs, data_batch=data)
-        voted = []
-        for sample in outputs:
-            sample = sample.clone()
-            sample.pred_instances = apply_culture_consensus(sample.pred_instances, table, nms_cfg)
-            voted.append(sample)
-        evaluators['on'].process(data_samples=voted, data_batch=data)
+        evaluators['on'].process(data_samples=relabelled(outputs, table, nms_cfg), data_batch=data)
+        if oracle:
+            evaluators['oracle'].process(data_samples=relabelled(outputs, table, nms_cfg, oracle=True),
+                                         data_batch=data)
     return {name: {k.split('/', 1)[-1]: v for k, v in ev.evaluate(n_images).items()}
             for name, ev in evaluators.items()}
 
@@ -204,8 +225,10 @@ def predict_image_culture_options(model, data: dict, options: Sequence[tuple]) -
 
 
 def evaluate(config: str, checkpoint: str, work_dir: str, cfg_options: Optional[dict] = None,
-             image_culture_options: Optional[Sequence[tuple]] = None) -> Dict[str, Dict[str, float]]:
-    """Predict the config's test split once; score it as is ('off') and after consensus ('on').
+             image_culture_options: Optional[Sequence[tuple]] = None,
+             oracle: bool = False) -> Dict[str, Dict[str, float]]:
+    """Predict the config's test split once; score it as is ('off'), after consensus ('on') and, with
+    ``oracle``, with the ground-truth culture ('oracle', :func:`relabelled`).
 
     With ``image_culture_options`` (a model with the image culture branch): one prediction per option
     from the same backbone/RPN pass, scored as ``<name>`` and ``<name> + consensus vote``."""
@@ -233,13 +256,13 @@ def evaluate(config: str, checkpoint: str, work_dir: str, cfg_options: Optional[
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress prints
         return score_with_consensus(predictions(),
                                     lambda: runner.build_evaluator(copy.deepcopy(cfg.test_evaluator)),
-                                    loader.dataset.metainfo, consensus_nms_cfg(model), len(loader.dataset))
+                                    loader.dataset.metainfo, consensus_nms_cfg(model), len(loader.dataset),
+                                    oracle=oracle)
 
 
 def _evaluate_options(model, loader, cfg, runner, options) -> Dict[str, Dict[str, float]]:
     import torch
     from deepcis_mm.datasets import class_table
-    from deepcis_mm.models import apply_culture_consensus
     table = class_table(loader.dataset.metainfo)
     evaluators = {}
     for name, _ in options:
@@ -252,12 +275,8 @@ def _evaluate_options(model, loader, cfg, runner, options) -> Dict[str, Dict[str
             for data in loader:
                 for name, outputs in predict_image_culture_options(model, data, options).items():
                     evaluators[name].process(data_samples=outputs, data_batch=data)
-                    voted = []
-                    for sample in outputs:
-                        sample = sample.clone()
-                        sample.pred_instances = apply_culture_consensus(sample.pred_instances, table, nms_cfg)
-                        voted.append(sample)
-                    evaluators[f'{name} + consensus vote'].process(data_samples=voted, data_batch=data)
+                    evaluators[f'{name} + consensus vote'].process(
+                        data_samples=relabelled(outputs, table, nms_cfg), data_batch=data)
         return {tag: {k.split('/', 1)[-1]: v for k, v in ev.evaluate(len(loader.dataset)).items()}
                 for tag, ev in evaluators.items()}
 
@@ -293,9 +312,11 @@ def run_accuracy(models: Sequence[tuple] = ACCURACY_MODELS, work_dir: str = 'wor
             train_s = time.time() - t0
             for subset in subsets:
                 opts = preset_options(config, root, n_cult, files[subset])
-                scores = evaluate(config, ckpt, osp.join(wd, f'eval_{subset}'), opts, IMAGE_CULTURE_OPTIONS)
+                # the ground-truth culture ceiling where every image holds one culture
+                scores = evaluate(config, ckpt, osp.join(wd, f'eval_{subset}'), opts, IMAGE_CULTURE_OPTIONS,
+                                  oracle=subset == 'single-culture')
                 if 'off' in scores:
-                    scores = {'as predicted': scores['off'], '+ consensus vote': scores['on']}
+                    scores = {SCORINGS[k]: v for k, v in scores.items()}
                 for scoring, metrics in scores.items():
                     metrics = _with_ratio(metrics)
                     rows.append(dict(preset=preset, subset=subset, key=key, label=label, config=config,

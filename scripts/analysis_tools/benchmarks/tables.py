@@ -71,14 +71,14 @@ ACCURACY_HEADERS = ('bbox L1', 'bbox L2', 'bbox L3', 'bbox all', 'segm L1', 'seg
 
 def accuracy_table(rows: List[Dict], columns: List[str]) -> str:
     """Markdown table of :func:`run_accuracy` rows: mAP (%) per level, class-agnostic mAP, culture
-    accuracy (%), each model with consensus off and on."""
+    accuracy (%), each model as predicted and with each post-hoc scoring."""
     lines = []
     for r in rows:
         vals = [r['metrics'].get(c) for c in columns]
         where = f' ({r["preset"]}, {r["subset"]})' if 'preset' in r else ''
         lines.append([r['label'] + where, r.get('scoring', r['consensus'])] +
                      [_num(None if v is None else 100 * v) for v in vals])
-    return markdown_table(['model', 'consensus', *ACCURACY_HEADERS], lines)
+    return markdown_table(['model', 'scoring', *ACCURACY_HEADERS], lines)
 
 
 CULTURE_HEADERS = ['bbox mAP', 'segm mAP', 'segm mAP class-agnostic', 'segm culture-aware / agnostic',
