@@ -9,9 +9,11 @@ import sys
 import time
 from typing import Dict, Optional, Sequence
 
-from .exports import OutputFolder, PredictionWriter
+from .errors import InputError
+from .exports import PredictionWriter
+from .output_folder import OutputFolder
 from .predictor import Predictor
-from .reading import InputError, image_size, list_inputs, read_image
+from .reading import image_size, list_inputs, read_image
 
 
 def predict_to_folder(inputs: str, config: str, checkpoint: str, out: str, overwrite: bool = False,

@@ -20,8 +20,8 @@ from ..datasets.evican import culture_palette
 from ..engine.checkpoint_fit import CheckpointMismatch, init_detector_strict
 from ..engine.cpu_fallback import apply_cpu_fallback
 from ..models.culture_consensus import culture_consensus
+from .errors import InputError
 from .instances import Instances, resolve_overlaps, tight_crop
-from .reading import InputError
 from .tiling import RESIZES, core_cuts, model_input_side, scale_detection_budget, tile_origins
 
 # test-pipeline steps replaced by the predictor's own loading and fixed-factor resize
