@@ -8,9 +8,9 @@ from .output_folder import OutputFolder
 from .predict_files import predict_files, predict_to_folder
 from .predictor import Predictor
 from .reading import image_size, list_inputs, read_image
-from .tiling import tile_origins
+from .tiling import image_tiles, tile_origins, tile_px
 
-__all__ = ['Predictor', 'InputError', 'list_inputs', 'read_image', 'image_size', 'tile_origins', 'Instances',
-           'resolve_overlaps', 'tight_crop', 'label_image', 'mask_rle', 'mask_geometry', 'measure',
-           'link_nuclei', 'parent_label', 'instance_rows', 'geojson', 'overlay', 'OutputFolder',
-           'PredictionWriter', 'CSV_FIELDS', 'predict_files', 'predict_to_folder']
+__all__ = ['Predictor', 'InputError', 'list_inputs', 'read_image', 'image_size', 'tile_origins', 'tile_px',
+           'image_tiles', 'Instances', 'resolve_overlaps', 'tight_crop', 'label_image', 'mask_rle',
+           'mask_geometry', 'measure', 'link_nuclei', 'parent_label', 'instance_rows', 'geojson', 'overlay',
+           'OutputFolder', 'PredictionWriter', 'CSV_FIELDS', 'predict_files', 'predict_to_folder']
