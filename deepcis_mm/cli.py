@@ -44,6 +44,20 @@ def predict(args) -> int:
     return 0
 
 
+def compare(args) -> int:
+    """``deepcis compare``: :func:`~deepcis_mm.evaluation.compare_runs.compare_runs` with the parsed
+    arguments; print the table. Exit 0: written; 2: bad input (one-line error)."""
+    from .evaluation.compare_runs import CompareError, compare_runs
+    try:
+        out = compare_runs(args.runs, args.out, args.per_class, args.select, args.iou, args.level)
+    except CompareError as e:
+        print(f'deepcis compare: error: {e}', file=sys.stderr)
+        return 2
+    print(out['text'])
+    print('deepcis compare: wrote ' + ', '.join(v for k, v in out.items() if k not in ('text',)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='deepcis', description='DeepCIS tools')
     sub = p.add_subparsers(dest='command', required=True)
@@ -76,10 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument('--gt', help='ground-truth COCO file: COCO exports use its image and category ids '
                                  '(matched by file and class name); per-image AP50 in the overlay caption')
     pr.add_argument('--quiet', action='store_true', help='no progress bar')
-    from .evaluation.compare_runs import add_compare_arguments
-    add_compare_arguments(sub.add_parser(
-        'compare', help='put evaluated runs side by side (markdown, CSV, bar plot)',
-        description='Compare runs from their ap_tables (see docs/evaluation_and_comparison.md).'))
+    cp = sub.add_parser('compare', help='put evaluated runs side by side (markdown, CSV, bar plot)',
+                        description='Compare runs from their ap_tables (see docs/evaluation_and_comparison.md).')
+    cp.add_argument('runs', nargs='+',
+                    help='work_dirs, ap_tables folders, table folders (with metrics.json) or glob patterns '
+                         "(quote them: 'work_dirs/ablation/*')")
+    cp.add_argument('--out', default='work_dirs/compare', help='folder for compare.md/.csv/.png')
+    cp.add_argument('--per-class', action='store_true', help='also a per-class AP table (per_class.csv)')
+    cp.add_argument('--iou', default='segm', help='IoU type of the per-class table: bbox or segm')
+    cp.add_argument('--level', default='all', help='difficulty level of the per-class table: 1, 2, 3 or all')
+    cp.add_argument('--select', default='auto', help='in a work_dir: auto (newest test table, else the last '
+                    'val table), test or val')
     return p
 
 
@@ -88,8 +109,7 @@ def main(argv=None) -> int:
     if args.command == 'predict':
         return predict(args)
     if args.command == 'compare':
-        from .evaluation.compare_runs import compare_main
-        return compare_main(args)
+        return compare(args)
     return 1
 
 

@@ -283,6 +283,15 @@ def test_anchor_statistics_on_known_boxes(prepared, tmp_path):
     assert (tmp_path / 'stats_hist.png').stat().st_size > 1000
 
 
+def test_anchor_statistics_need_the_kind_of_each_category(tmp_path):
+    from scripts.analysis_tools.anchor_stats import instance_shapes
+    path = tmp_path / 'raw.json'
+    path.write_text(json.dumps(dict(categories=[dict(id=1, name='HeLa cell', kind='cell'), dict(id=2, name='Nucleus')],
+                                    annotations=[dict(id=1, image_id=1, category_id=1, bbox=[0, 0, 4, 4], area=16)])))
+    with pytest.raises(ValueError, match=r'raw\.json: category \'Nucleus\' has no "kind"'):
+        instance_shapes([str(path)])
+
+
 def test_file_name_with_folder_prefix_or_other_case(release, tmp_path):
     _edit(release / 'instances_eval2019_easy_EVICAN60.json',
           lambda d: d['images'][0].update(file_name='EVICAN_eval2019/1_HELA.JPG'))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from deepcis_mm.apis import (InputError, Instances, Predictor, image_size, link_nuclei, mask_rle, measure,
-                             read_image, tight_crop, tile_origins)
+                             image_tiles, read_image, tight_crop, tile_origins, tile_px)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = 'configs/demo/deepcis_s14-dcnv2_fpn_demo_synthetic-evican.py'
@@ -175,12 +175,14 @@ def test_tiles_are_the_model_input_size_and_not_rescaled(random_checkpoint):
     assert (pred.tile_size, pred.tile_overlap) == (512, 128)
     sample = pred.pipeline(dict(img=np.zeros((300, 700, 3), np.uint8), img_id=0))['data_samples']
     assert sample.img_shape == (300, 700) and sample.ori_shape == (300, 700)  # no resize to 256 px
-    assert pred.tiles(300, 500) == [(0, 0, 300, 500)]  # fits: one piece, whole
-    tiles = pred.tiles(1000, 1300)
+    t, ov = tile_px(pred.tile_size, pred.tile_overlap, pred.scale)
+    assert image_tiles(300, 500, t, ov) == [(0, 0, 300, 500)]  # fits: one piece, whole
+    tiles = image_tiles(1000, 1300, t, ov)
     assert {(h, w) for _, _, h, w in tiles} == {(512, 512)} and len(tiles) == 3 * 4
     half = Predictor(osp.join(ROOT, DEMO), random_checkpoint, scale=0.5)
     sample = half.pipeline(dict(img=np.zeros((300, 700, 3), np.uint8), img_id=0))['data_samples']
-    assert sample.img_shape == (150, 350) and half.tile_px() == (1024, 256)  # 512 model px = 1024 image px
+    assert sample.img_shape == (150, 350)
+    assert tile_px(half.tile_size, half.tile_overlap, half.scale) == (1024, 256)  # 512 model px = 1024 image px
 
 
 def _main(*args):
@@ -390,7 +392,8 @@ def test_trained_model_tiled_and_untiled_agree(demo_checkpoint):
     img = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     whole = Predictor(osp.join(ROOT, DEMO), demo_checkpoint, tile_size=1024).predict(img)
     tiled_pred = Predictor(osp.join(ROOT, DEMO), demo_checkpoint, tile_size=384, tile_overlap=128, batch_size=2)
-    assert len(tiled_pred.tiles(768, 768)) == 9
+    assert len(image_tiles(768, 768, *tile_px(tiled_pred.tile_size, tiled_pred.tile_overlap, tiled_pred.scale))) \
+        == 9
     tiled = tiled_pred.predict(img)
     assert len(whole) > 100  # a dense field: the trained model finds most of its objects
     from pycocotools import mask as mask_utils

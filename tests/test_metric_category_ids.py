@@ -233,3 +233,27 @@ def test_class_missing_from_the_annotation_file_is_an_error(tmp_path):
     gt = write_gt(tmp_path / 'gt.json', [(1, 1)], [(1, 12, 2, 2, 20, 20)], 64)
     with pytest.raises(ValueError, match=r'gt\.json: the classes \[\'Vero cell\'\] are missing'):
         run_metric(gt, {1: [(0, 0.9, 2, 2, 20, 20)]}, 64, classes=CLASSES + ['Vero cell'])
+
+
+def test_culture_from_class_names_when_the_file_has_no_culture_fields(tmp_path):
+    # categories without culture/kind fields and a dataset_meta with only classes: the class table
+    # (class_table, parsed names) gives culture and kind
+    cats = [dict(id=3, name='HeLa_cell'), dict(id=1, name='MCF-7_cell')]
+    classes = [c['name'] for c in cats]
+    gt = write_gt(tmp_path / 'gt.json', [(1, 1), (2, 1)],
+                  [(1, 3, 2, 2, 20, 20), (1, 3, 30, 30, 20, 20), (2, 1, 10, 10, 24, 24)], 64, cats=cats)
+    # image 1: one HeLa cell right, one called MCF-7; image 2: the MCF-7 cell right
+    preds = {1: [(0, 0.9, 2, 2, 20, 20), (1, 0.4, 30, 30, 20, 20)], 2: [(1, 0.8, 10, 10, 24, 24)]}
+    flat, tables = run_metric(gt, preds, 64, classes=classes)
+    assert [(r['culture'], r['kind']) for r in tables['segm']['per_class'] if r['level'] == 'all'] == \
+        [('HeLa', 'cell'), ('MCF-7', 'cell')]
+    assert tables['culture']['levels']['all'] == dict(accuracy=2 / 3, n_matched=3)
+    assert tables['image_culture']['accuracy'] == 1.0 and tables['image_culture']['source'] == 'detection vote'
+    assert flat['coco/culture_acc'] == pytest.approx(2 / 3)
+
+
+def test_class_name_without_culture_and_kind_is_an_error(tmp_path):
+    cats = [dict(id=1, name='HeLa_cell'), dict(id=2, name='blob')]
+    gt = write_gt(tmp_path / 'gt.json', [(1, 1)], [(1, 1, 2, 2, 20, 20)], 64, cats=cats)
+    with pytest.raises(ValueError, match=r"unknown culture/kind of class\(es\) 'blob'"):
+        run_metric(gt, {1: [(0, 0.9, 2, 2, 20, 20)]}, 64, classes=['HeLa_cell', 'blob'])

@@ -117,7 +117,7 @@ def test_image_ap50_is_right_and_silent(capsys):
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
 
-    from deepcis_mm.apis.exports import image_ap50
+    from deepcis_mm.evaluation.image_ap import image_ap50
     m = np.zeros((32, 32), np.uint8)
     m[4:12, 4:12] = 1
     rle = mask_utils.encode(np.asfortranarray(m))

@@ -4,34 +4,29 @@ last step of a prediction, :mod:`.predict_files`).
 Instance ids are 1..N per image in score order (after the overlap rule). The same id is the CSV's
 ``instance_id``, the pixel value in ``labels/{stem}_{kind}.png``, ``properties.instance_id`` of the
 GeoJSON feature, ``instance_id`` of each COCO result/annotation, and the number drawn on the overlay.
-All files go into a staging folder that becomes the output folder only when the run succeeds.
+All files go into a staging folder (:class:`~.output_folder.OutputFolder`) that becomes the output
+folder only when the run succeeds.
 """
-import contextlib
 import csv
-import io
 import json
-import os
 import os.path as osp
-import shutil
-import sys
-import tempfile
-import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
 
-from .reading import InputError
+from ..evaluation.image_ap import image_ap50
+from .errors import InputError
 from .instances import Instances, label_image, mask_rle
 from .morphology import measure, parent_label
 from .outline import mask_geometry
+from .output_folder import OutputFolder
 
 CSV_FIELDS = ['image', 'instance_id', 'kind', 'culture', 'cls', 'score', 'bbox_x', 'bbox_y', 'bbox_w',
               'bbox_h', 'area', 'perimeter', 'equivalent_diameter', 'eccentricity', 'solidity', 'centroid_x',
               'centroid_y', 'parent_cell_id', 'nucleus_cell_area_ratio']
 # written when the model has the image-level culture branch: the image's culture, its probability
 IMAGE_CULTURE_FIELDS = ['image_culture', 'image_culture_prob']
-MARKER = '.deepcis-predict'  # names a folder as predict output, so that --overwrite may replace it
 
 
 def instance_rows(image_name: str, inst: Instances, classes, cultures, kinds,
@@ -111,56 +106,6 @@ def overlay(img: np.ndarray, inst: Instances, classes, palette, caption: str = '
     if caption:
         cv2.putText(canvas, caption, (4, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     return canvas
-
-
-class OutputFolder:
-    """An output folder written all at once: files go to a hidden staging folder beside it, and
-    :meth:`commit` renames that into place (replacing an earlier predict output with ``overwrite``).
-
-    An existing non-empty folder is refused unless ``overwrite``; even then only a folder that an
-    earlier ``deepcis predict`` wrote (it holds the marker file) is replaced.
-    """
-
-    def __init__(self, out: str, overwrite: bool = False):
-        self.out = osp.abspath(out)
-        if osp.exists(self.out) and not osp.isdir(self.out):
-            raise InputError(f'{out}: exists and is not a folder')
-        self.replace = osp.isdir(self.out) and bool(os.listdir(self.out))
-        if self.replace and not overwrite:
-            raise InputError(f'{out}: output folder exists and is not empty (use --overwrite to replace it)')
-        if self.replace and not osp.isfile(osp.join(self.out, MARKER)):
-            raise InputError(f'{out}: not an output folder of deepcis predict (no {MARKER}); '
-                             'refusing to replace it, choose another --out')
-        parent = osp.dirname(self.out)
-        try:
-            os.makedirs(parent, exist_ok=True)
-            self.stage = tempfile.mkdtemp(prefix=f'.{osp.basename(self.out)}.partial-', dir=parent)
-        except OSError as e:
-            raise InputError(f'{out}: cannot write there ({e.strerror})') from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.stage, 0o777 & ~umask)  # mkdtemp makes it private; the result is a normal folder
-
-    def path(self, *parts: str) -> str:
-        """Path of a file inside the staging folder (its folder created)."""
-        p = osp.join(self.stage, *parts)
-        os.makedirs(osp.dirname(p), exist_ok=True)
-        return p
-
-    def commit(self) -> None:
-        open(self.path(MARKER), 'w').close()
-        if self.replace:
-            old = tempfile.mkdtemp(prefix=f'.{osp.basename(self.out)}.old-', dir=osp.dirname(self.out))
-            os.rename(self.out, osp.join(old, 'previous'))
-            os.rename(self.stage, self.out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if osp.isdir(self.out):
-                os.rmdir(self.out)  # empty
-            os.rename(self.stage, self.out)
-
-    def abort(self) -> None:
-        shutil.rmtree(self.stage, ignore_errors=True)
 
 
 def _imwrite(path: str, img: np.ndarray) -> None:
@@ -281,21 +226,3 @@ class PredictionWriter:
             self.csv_file.close()
         self.folder.abort()
 
-
-def image_ap50(gt, image_id: int, dets: Sequence[dict]) -> Optional[float]:
-    """segm AP50 of one image's detections against the ground truth, or None without any."""
-    from ..evaluation import FastCOCOeval
-    if not gt.getAnnIds(imgIds=[image_id]):
-        return None
-    if not dets:
-        return 0.0
-    # pycocotools prints a dozen progress lines per call: one image's caption needs none of them
-    with contextlib.redirect_stdout(io.StringIO()):
-        E = FastCOCOeval(gt, gt.loadRes([dict(d) for d in dets]), 'segm')
-        E.params.imgIds = [image_id]
-        E.params.maxDets = [100, 1000, 3000]
-        E.evaluate()
-        E.accumulate()
-    prec = E.eval['precision'][0, :, :, 0, -1]
-    prec = prec[prec > -1]
-    return float(prec.mean()) if prec.size else None

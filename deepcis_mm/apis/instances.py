@@ -9,6 +9,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..models.cropped_mask_results import tight_crop
+
 
 @dataclass
 class Instances:
@@ -63,15 +65,6 @@ class Instances:
         h, w = self.masks[i].shape
         out[y0:y0 + h, x0:x0 + w] = self.masks[i]
         return out
-
-
-def tight_crop(mask: np.ndarray) -> Optional[Tuple[int, int, np.ndarray]]:
-    """(x0, y0, crop) of the smallest box holding every pixel of ``mask``; None if empty."""
-    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
-    if not len(rows):
-        return None
-    y0, y1, x0, x1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    return int(x0), int(y0), np.ascontiguousarray(mask[y0:y1, x0:x1])
 
 
 def resolve_overlaps(inst: Instances, kinds: Sequence[str], min_kept: float = 0.5) -> Instances:

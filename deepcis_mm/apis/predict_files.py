@@ -9,9 +9,12 @@ import sys
 import time
 from typing import Dict, Optional, Sequence
 
-from .exports import OutputFolder, PredictionWriter
+from .errors import InputError
+from .exports import PredictionWriter
+from .output_folder import OutputFolder
 from .predictor import Predictor
-from .reading import InputError, image_size, list_inputs, read_image
+from .reading import image_size, list_inputs, read_image
+from .tiling import image_tiles, tile_px
 
 
 def predict_to_folder(inputs: str, config: str, checkpoint: str, out: str, overwrite: bool = False,
@@ -58,7 +61,8 @@ def predict_files(predictor, paths: Sequence[str], writer: PredictionWriter, ski
     for key in ('read', 'predict', 'write'):
         timings.setdefault(key, 0.0)
     sizes = [image_size(p) for p in paths]
-    n_tiles = [len(predictor.tiles(*hw)) if hw else 1 for hw in sizes]
+    tile, overlap = tile_px(predictor.tile_size, predictor.tile_overlap, predictor.scale)
+    n_tiles = [len(image_tiles(*hw, tile, overlap)) if hw else 1 for hw in sizes]
     with tqdm(total=sum(n_tiles), desc='deepcis predict', unit='tile', disable=quiet) as bar:
         for path, expected in zip(paths, n_tiles):
             bar.set_postfix_str(osp.basename(path), refresh=False)
@@ -73,7 +77,7 @@ def predict_files(predictor, paths: Sequence[str], writer: PredictionWriter, ski
                 bar.update(expected)
                 continue
             t1 = time.perf_counter()
-            bar.total += len(predictor.tiles(*img.shape[:2])) - expected  # header size was unknown/other
+            bar.total += len(image_tiles(*img.shape[:2], tile, overlap)) - expected  # header size was unknown/other
             inst = predictor.predict(img, progress=bar.update)
             t2 = time.perf_counter()
             writer.add(path, img, inst)

@@ -2,27 +2,28 @@
 
 Images are cut into overlapping tiles of the model's input size (:mod:`.tiling`), the tiles go through
 the model in batches without being resized (unless ``scale`` says the images are at another
-magnification), and the masks stay cropped to their objects from the mask head on (:mod:`.instances`).
+magnification), and the masks stay cropped to their objects from the mask head on
+(:mod:`~deepcis_mm.models.cropped_mask_results`, :mod:`.instances`).
 The class table (culture and kind per label) is the checkpoint's ``dataset_meta``.
 """
 import math
 import os.path as osp
 import pickle
-import types
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from mmengine.config import Config
 
-from ..datasets.categories import class_table
-from ..datasets.evican import culture_palette
+from ..datasets.categories import class_table, culture_palette
 from ..engine.checkpoint_fit import CheckpointMismatch, init_detector_strict
 from ..engine.cpu_fallback import apply_cpu_fallback
+from ..models.cropped_mask_results import crop_mask_results
 from ..models.culture_consensus import culture_consensus
-from .instances import Instances, resolve_overlaps, tight_crop
-from .reading import InputError
-from .tiling import RESIZES, core_cuts, model_input_side, scale_detection_budget, tile_origins
+from .errors import InputError
+from .instances import Instances, resolve_overlaps
+from .tiling import (RESIZES, image_tiles, model_input_side, owned_by_tile, scale_detection_budget, tile_cores,
+                     tile_px)
 
 # test-pipeline steps replaced by the predictor's own loading and fixed-factor resize
 _DROPPED = ('LoadImageFromFile', 'LoadImageFromNDArray', 'LoadAnnotations', 'LoadPanopticAnnotations',
@@ -42,36 +43,6 @@ def check_device(device: str) -> str:
             raise InputError(f'--device {device}: only {torch.cuda.device_count()} CUDA GPU(s) visible')
         return dev
     raise InputError(f"--device {device}: expected 'cpu', 'cuda' or 'cuda:N'")
-
-
-def _cropped_predict_by_feat_single(self, mask_preds, bboxes, labels, img_meta, rcnn_test_cfg,
-                                    rescale=False, activate_map=False):
-    """FCNMaskHead's mask pasting, one instance at a time into its own box (mmdet's CPU path pastes
-    box by box too, then copies into an instances x image array): returns [(x0, y0, bool crop)]."""
-    from mmdet.models.roi_heads.mask_heads.fcn_mask_head import _do_paste_mask
-    scale_factor = bboxes.new_tensor(img_meta['scale_factor']).repeat((1, 2))
-    img_h, img_w = img_meta['ori_shape'][:2]
-    if not activate_map:
-        mask_preds = mask_preds.sigmoid()
-    if rescale:
-        bboxes /= scale_factor
-    else:
-        img_h = int(round(img_h * float(scale_factor[0, 1])))
-        img_w = int(round(img_w * float(scale_factor[0, 0])))
-    n = len(mask_preds)
-    if not self.class_agnostic:
-        mask_preds = mask_preds[range(n), labels][:, None]
-    thr = rcnn_test_cfg.mask_thr_binary
-    crops = []
-    for i in range(n):
-        probs, (ys, xs) = _do_paste_mask(mask_preds[i:i + 1], bboxes[i:i + 1], img_h, img_w, skip_empty=True)
-        found = tight_crop((probs[0] >= thr).cpu().numpy())
-        if found is None:
-            crops.append(None)
-        else:
-            x0, y0, crop = found
-            crops.append((int(xs.start) + x0, int(ys.start) + y0, crop))
-    return crops
 
 
 class Predictor:
@@ -157,10 +128,7 @@ class Predictor:
         self.nms_cfg = (cfg.model.get('test_cfg') or {}).get('rcnn', {}).get('nms') or \
             dict(type='nms', iou_threshold=0.5)
         self.pipeline = self._build_pipeline(cfg)
-        from mmdet.models.roi_heads.mask_heads import FCNMaskHead
-        for module in self.model.modules():
-            if isinstance(module, FCNMaskHead):  # masks cropped from the start (see the function)
-                module._predict_by_feat_single = types.MethodType(_cropped_predict_by_feat_single, module)
+        crop_mask_results(self.model)  # masks cropped to their objects from the mask head on
 
     @staticmethod
     def _load_weights(cfg: Config, checkpoint: str, config: str, device: str) -> torch.nn.Module:
@@ -194,18 +162,6 @@ class Predictor:
                               meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')))
         return Compose(steps)
 
-    # --- tiling -------------------------------------------------------------------------------------
-    def tile_px(self) -> Tuple[int, int]:
-        """(tile side, overlap) in image pixels."""
-        t = max(32, int(round(self.tile_size / self.scale)))
-        return t, min(t - 1, int(round(self.tile_overlap / self.scale)))
-
-    def tiles(self, height: int, width: int) -> List[Tuple[int, int, int, int]]:
-        """(y0, x0, h, w) of every tile of an image; one tile when the image fits."""
-        t, ov = self.tile_px()
-        ys, xs = tile_origins(height, t, ov), tile_origins(width, t, ov)
-        return [(y0, x0, min(t, height), min(t, width)) for y0 in ys for x0 in xs]
-
     def _infer(self, tiles: Sequence[np.ndarray]) -> List[Instances]:
         """Run the model on tiles (one batch); instances in tile coordinates, masks cropped."""
         from mmengine.dataset import pseudo_collate
@@ -235,24 +191,19 @@ class Predictor:
         ``progress(n)`` is called after every batch with the number of tiles it held.
         """
         h, w = img.shape[:2]
-        tiles = self.tiles(h, w)
-        t, _ = self.tile_px()
-        ys = sorted({y for y, _, _, _ in tiles})
-        xs = sorted({x for _, x, _, _ in tiles})
-        ycuts, xcuts = core_cuts(ys, t, h), core_cuts(xs, t, w)
+        t, ov = tile_px(self.tile_size, self.tile_overlap, self.scale)
+        tiles = image_tiles(h, w, t, ov)
+        cores = tile_cores(tiles, t, h, w)
         parts = []
         self.image_cultures = []
         for start in range(0, len(tiles), self.batch_size):
             batch = tiles[start:start + self.batch_size]
             found = self._infer([img[y0:y0 + th, x0:x0 + tw] for y0, x0, th, tw in batch])
-            for (y0, x0, th, tw), inst in zip(batch, found):
+            for (y0, x0, th, tw), core, inst in zip(batch, cores[start:start + self.batch_size], found):
                 if not len(inst):
                     continue
-                iy, ix = ys.index(y0), xs.index(x0)
                 ext = inst.mask_boxes()
-                cx, cy = (ext[:, 0] + ext[:, 2]) / 2 + x0, (ext[:, 1] + ext[:, 3]) / 2 + y0
-                # the cores partition the image: each mask's box centre belongs to exactly one tile
-                keep = (cx >= xcuts[ix]) & (cx < xcuts[ix + 1]) & (cy >= ycuts[iy]) & (cy < ycuts[iy + 1])
+                keep = owned_by_tile(ext, x0, y0, core)
                 inst = inst.select(keep)
                 ext = ext[keep]
                 inst.truncated = ((ext[:, 0] <= 0) & (x0 > 0)) | ((ext[:, 1] <= 0) & (y0 > 0)) | \

@@ -12,12 +12,9 @@ import cv2
 import numpy as np
 
 from ..datasets.transforms import normalize_intensity
+from .errors import InputError
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp')
-
-
-class InputError(ValueError):
-    """Bad user input (file, folder, config, checkpoint, option); the message names it."""
 
 
 def list_inputs(spec: str) -> List[str]:

@@ -1,8 +1,10 @@
 """Tiling: where the tiles of a large image lie, which tile owns a detection, and how the config's
-per-image caps scale with the tile area. Used by the :class:`~.predictor.Predictor`."""
+per-image caps scale with the tile area. Used by the :class:`~.predictor.Predictor` and
+:func:`~.predict_files.predict_files` (its progress bar counts tiles)."""
 import math
-from typing import List
+from typing import List, Tuple
 
+import numpy as np
 from mmengine.config import Config
 
 # test-pipeline steps that resize (replaced by the predictor's fixed-factor resize)
@@ -21,6 +23,43 @@ def tile_origins(length: int, tile: int, overlap: int) -> List[int]:
 def core_cuts(starts: List[int], tile: int, length: int) -> List[float]:
     """Borders of the tiles' cores along one axis: the middle of each overlap, 0 and ``length``."""
     return [0.0] + [(a + tile + b) / 2 for a, b in zip(starts, starts[1:])] + [float(length)]
+
+
+def tile_px(tile_size: int, tile_overlap: int, scale: float) -> Tuple[int, int]:
+    """(tile side, overlap) in image pixels for a tile side and overlap in model-input pixels and
+    ``scale`` model-input pixels per image pixel."""
+    t = max(32, int(round(tile_size / scale)))
+    return t, min(t - 1, int(round(tile_overlap / scale)))
+
+
+def image_tiles(height: int, width: int, tile: int, overlap: int) -> List[Tuple[int, int, int, int]]:
+    """(y0, x0, h, w) of every tile of an image (``tile``, ``overlap`` in image pixels, as
+    :func:`tile_px` gives them); one tile when the image fits."""
+    ys, xs = tile_origins(height, tile, overlap), tile_origins(width, tile, overlap)
+    return [(y0, x0, min(tile, height), min(tile, width)) for y0 in ys for x0 in xs]
+
+
+def tile_cores(tiles: List[Tuple[int, int, int, int]], tile: int, height: int, width: int
+               ) -> List[Tuple[float, float, float, float]]:
+    """(x_lo, x_hi, y_lo, y_hi) of each tile's core in image pixels: the middles of the overlaps cut
+    the image into one core per tile, so the cores partition the image."""
+    ys = sorted({y for y, _, _, _ in tiles})
+    xs = sorted({x for _, x, _, _ in tiles})
+    ycuts, xcuts = core_cuts(ys, tile, height), core_cuts(xs, tile, width)
+    cores = []
+    for y0, x0, _, _ in tiles:
+        iy, ix = ys.index(y0), xs.index(x0)
+        cores.append((xcuts[ix], xcuts[ix + 1], ycuts[iy], ycuts[iy + 1]))
+    return cores
+
+
+def owned_by_tile(boxes: np.ndarray, x0: int, y0: int, core: Tuple[float, float, float, float]) -> np.ndarray:
+    """Which of a tile's detections it keeps: those whose box (x1, y1, x2, y2 in tile coordinates,
+    the tile at ``x0``, ``y0``) has its centre in the tile's core. Each centre lies in exactly one
+    core, so an object crossing a tile border is kept once."""
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2 + x0, (boxes[:, 1] + boxes[:, 3]) / 2 + y0
+    x_lo, x_hi, y_lo, y_hi = core
+    return (cx >= x_lo) & (cx < x_hi) & (cy >= y_lo) & (cy < y_hi)
 
 
 def model_input_side(cfg: Config) -> int:

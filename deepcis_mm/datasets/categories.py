@@ -1,9 +1,11 @@
-"""Parse EVICAN category names into (culture, kind).
+"""Class meaning: parse EVICAN category names into (culture, kind), the class table of a
+``dataset_meta`` (:func:`class_table`) and the colours that show it (:func:`culture_palette`).
 
 The exact EVICAN60 spellings are not known to us, so every likely one is accepted: ``HeLa cell``,
 ``HeLa_Nucleus``, ``nucleus HeLa``, ``MCF-7 (nuclei)``, or a name ``Cell``/``Nucleus`` with the culture
 in ``supercategory``. EVICAN2 (``Cell``, ``Nucleus`` only) parses to culture ``None``.
 """
+import colorsys
 import re
 from typing import Dict, List, Optional, Tuple
 
@@ -100,3 +102,15 @@ def class_table(dataset_meta: Optional[dict]) -> Tuple[Tuple[Optional[str], ...]
         raise ValueError(f'dataset_meta: unknown kind of class(es) {", ".join(map(repr, bad))} '
                          f'(expected one of {KINDS})')
     return tuple(cultures), tuple(kinds)
+
+
+def culture_palette(categories: List[dict]) -> List[tuple]:
+    """One hue per culture: the cell bright, its nucleus a darker shade of the same hue."""
+    cultures = sorted({culture_key(c.get('culture')) for c in categories})
+    hue = {k: (i * 0.618034) % 1.0 for i, k in enumerate(cultures)}
+    palette = []
+    for c in categories:
+        h = hue[culture_key(c.get('culture'))]
+        s, v = (0.85, 1.0) if c.get('kind') == 'cell' else (0.95, 0.6)
+        palette.append(tuple(int(round(255 * x)) for x in colorsys.hsv_to_rgb(h, s, v)))
+    return palette

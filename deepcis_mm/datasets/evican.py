@@ -1,5 +1,4 @@
 """EvicanDataset: mmdet's CocoDataset on normalized EVICAN files (see ``scripts/dataset_converters/prepare_evican.py``)."""
-import colorsys
 import json
 from typing import List
 
@@ -7,7 +6,7 @@ from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
 from mmengine.fileio import get_local_path
 
-from .categories import culture_key
+from .categories import culture_palette
 from .pipeline_rng import PipelineRNG
 
 SUBSETS = {'cell': ('cell',), 'nucleus': ('nucleus',), 'all': ('cell', 'nucleus')}
@@ -31,18 +30,6 @@ def with_intensity_rule(pipeline):
         else:
             out.append(step)
     return out
-
-
-def culture_palette(categories: List[dict]) -> List[tuple]:
-    """One hue per culture: the cell bright, its nucleus a darker shade of the same hue."""
-    cultures = sorted({culture_key(c.get('culture')) for c in categories})
-    hue = {k: (i * 0.618034) % 1.0 for i, k in enumerate(cultures)}
-    palette = []
-    for c in categories:
-        h = hue[culture_key(c.get('culture'))]
-        s, v = (0.85, 1.0) if c.get('kind') == 'cell' else (0.95, 0.6)
-        palette.append(tuple(int(round(255 * x)) for x in colorsys.hsv_to_rgb(h, s, v)))
-    return palette
 
 
 @DATASETS.register_module()

@@ -2,8 +2,9 @@ from .checkpoint_fit import (CheckpointMismatch, check_checkpoint_fits, check_co
                              init_detector_strict, load_checkpoint_strict, partial_load_summary)
 from .config_checks import ConfigKeyError, check_data_paths, split_cfg_options
 from .cpu_fallback import apply_cpu_fallback
+from .dataset_meta import set_dataset_meta
 from .hooks import (APTableHook, CheckpointFitHook, DatasetMetaHook, MilestoneCheckpointHook, RNGStateHook,
-                    set_dataset_meta, write_ap_tables)
+                    write_ap_tables)
 from .runner_utils import build_runner, load_config, one_line_errors, resolve_resume
 
 __all__ = ['APTableHook', 'CheckpointFitHook', 'CheckpointMismatch', 'ConfigKeyError', 'DatasetMetaHook', 'MilestoneCheckpointHook',

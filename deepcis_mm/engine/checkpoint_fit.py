@@ -12,6 +12,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from mmengine.runner.checkpoint import _load_checkpoint
 
+from .dataset_meta import set_dataset_meta
+
 # classifier layers whose first dimension is the class count (+1 background for box classifiers)
 _CLASS_LAYERS = ((re.compile(r'fc_cls\.(weight|bias)$'), 1), (re.compile(r'conv_logits\.(weight|bias)$'), 0),
                  (re.compile(r'conv_cls\.(weight|bias)$'), 0))
@@ -104,7 +106,6 @@ def init_detector_strict(cfg, checkpoint_path: str, config_path: str, device: st
     from mmengine.model.utils import revert_sync_batchnorm
     model = revert_sync_batchnorm(build_model_from_cfg(cfg))
     checkpoint = load_checkpoint_strict(model, checkpoint_path, config_path)
-    from .hooks.dataset_meta_hook import set_dataset_meta  # (hooks import this module)
     set_dataset_meta(model, (checkpoint.get('meta') or {}).get('dataset_meta') or {})
     model.cfg = cfg  # mmdet's inference_detector reads the test pipeline from here
     return model.to(device).eval(), checkpoint

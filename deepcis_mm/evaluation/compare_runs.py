@@ -306,28 +306,3 @@ def compare_runs(inputs: Sequence[str], out_dir: str, per_class: bool = False, s
     out['text'] = md
     return out
 
-
-def add_compare_arguments(p) -> None:
-    """The arguments of ``deepcis compare``."""
-    p.add_argument('runs', nargs='+',
-                   help='work_dirs, ap_tables folders, table folders (with metrics.json) or glob patterns '
-                        "(quote them: 'work_dirs/ablation/*')")
-    p.add_argument('--out', default='work_dirs/compare', help='folder for compare.md/.csv/.png')
-    p.add_argument('--per-class', action='store_true', help='also a per-class AP table (per_class.csv)')
-    p.add_argument('--iou', default='segm', help='IoU type of the per-class table: bbox or segm')
-    p.add_argument('--level', default='all', help='difficulty level of the per-class table: 1, 2, 3 or all')
-    p.add_argument('--select', default='auto', help='in a work_dir: auto (newest test table, else the last '
-                   'val table), test or val')
-
-
-def compare_main(args, prog: str = 'deepcis compare') -> int:
-    """Run the comparison of parsed ``args``; print the table; one-line error and exit code 2 on bad input."""
-    import sys
-    try:
-        out = compare_runs(args.runs, args.out, args.per_class, args.select, args.iou, args.level)
-    except CompareError as e:
-        print(f'{prog}: error: {e}', file=sys.stderr)
-        return 2
-    print(out['text'])
-    print(f'{prog}: wrote ' + ', '.join(v for k, v in out.items() if k not in ('text',)))
-    return 0

@@ -9,7 +9,7 @@ from mmdet.registry import METRICS
 from mmengine.logging import MMLogger
 from pycocotools.cocoeval import COCOeval
 
-from ..datasets.categories import culture_key, parse_category
+from ..datasets.categories import class_table, culture_key
 from ..datasets.evican import LEVELS
 from .fast_cocoeval import FastCOCOeval
 
@@ -173,10 +173,10 @@ class DifficultyCocoMetric(CocoMetric):
         if probs is not None and names is not None and len(probs) == len(names) and len(probs):
             best = int(np.argmax(probs))
             return names[best], float(probs[best]), 'image branch'
-        cultures = (self.dataset_meta or {}).get('cultures')
         labels = result.get('labels')
-        if cultures is None or labels is None or not len(labels):
+        if labels is None or not len(labels):
             return None
+        cultures = class_table(self.dataset_meta)[0]
         votes: Dict[object, float] = defaultdict(float)
         for lab, score in zip(np.asarray(labels).tolist(), np.asarray(result['scores']).tolist()):
             if cultures[lab] is not None:
@@ -255,20 +255,19 @@ class DifficultyCocoMetric(CocoMetric):
     def _class_info(self) -> List[dict]:
         """One entry per evaluated class, in label order, each carrying its own category id.
 
-        Culture and kind come from the annotation file's category of that id; where the file has
-        none, from ``dataset_meta`` (``cultures``/``kinds`` are per label, and label k is category
-        ``self.cat_ids[k]``), else parsed from the name. Never from a position in another order.
+        Culture and kind come from the annotation file's category of that id (the converter writes
+        them); where the file has none, from the class table of ``dataset_meta``
+        (:func:`~deepcis_mm.datasets.categories.class_table`: label k is category ``self.cat_ids[k]``),
+        which raises naming a class of unknown kind. Never from a position in another order.
         """
-        meta = self.dataset_meta or {}
-        meta_cultures, meta_kinds = meta.get('cultures'), meta.get('kinds')
+        table = None
         info = []
         for label, cid in enumerate(self.cat_ids):
             cat = self._coco_api.cats[cid]
             culture, kind = cat.get('culture'), cat.get('kind')
-            if kind is None and meta_kinds is not None and len(meta_kinds) == len(self.cat_ids):
-                culture, kind = meta_cultures[label] if meta_cultures else None, meta_kinds[label]
             if kind is None:
-                culture, kind = parse_category(cat['name'], cat.get('supercategory')) or (None, None)
+                table = table or class_table(self.dataset_meta)
+                culture, kind = table[0][label], table[1][label]
             info.append(dict(id=int(cid), name=cat['name'], culture=culture, kind=kind))
         return info
 

@@ -11,7 +11,11 @@ def instance_shapes(coco_files: Sequence[str]) -> Dict[str, np.ndarray]:
     for path in coco_files:
         with open(path) as f:
             data = json.load(f)
-        kind = {c['id']: c.get('kind', c['name']) for c in data['categories']}
+        for c in data['categories']:
+            if 'kind' not in c:
+                raise ValueError(f'{path}: category {c.get("name")!r} has no "kind": '
+                                 f'prepare the release with scripts/dataset_converters/prepare_evican.py first')
+        kind = {c['id']: c['kind'] for c in data['categories']}
         for a in data['annotations']:
             out.setdefault(kind[a['category_id']], []).append((a['bbox'][2], a['bbox'][3], a['area']))
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}

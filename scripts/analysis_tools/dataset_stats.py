@@ -44,7 +44,11 @@ def main(argv=None):
         print(f'dataset_stats: error: no annotations/instances_{{{",".join(args.splits)}}}.json in '
               f'{args.prepared} (run scripts/dataset_converters/prepare_evican.py first)', file=sys.stderr)
         return 2
-    shapes = instance_shapes(files)
+    try:
+        shapes = instance_shapes(files)
+    except ValueError as e:
+        print(f'dataset_stats: error: {e}', file=sys.stderr)
+        return 2
     report = anchor_report(shapes, *paper_anchors())
     out = args.out or args.prepared
     fig, axes = plt.subplots(len(shapes), 2, figsize=(10, 3.2 * len(shapes)), squeeze=False)

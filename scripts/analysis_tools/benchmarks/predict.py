@@ -211,7 +211,8 @@ def main(argv=None) -> None:
     from mmdet.utils import register_all_modules
 
     import deepcis_mm  # noqa: F401
-    from deepcis_mm.apis import OutputFolder, PredictionWriter, Predictor, image_size, predict_files
+    from deepcis_mm.apis import (OutputFolder, PredictionWriter, Predictor, image_size, image_tiles, predict_files,
+                                 tile_px)
     register_all_modules(init_default_scope=True)
     predictor = Predictor(a.config, a.checkpoint, score_thr=a.score_thr, tile_size=a.tile_size,
                           tile_overlap=a.tile_overlap, batch_size=a.batch_size)
@@ -223,7 +224,9 @@ def main(argv=None) -> None:
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     res = dict(total_s=total, cpu_s=cpu, predict_s=timings['predict'], read_s=timings['read'],
                write_s=timings['write'],
-               tiles=len(predictor.tiles(*image_size(a.image))), instances=writer.n_instances,
+               tiles=len(image_tiles(*image_size(a.image), *tile_px(predictor.tile_size, predictor.tile_overlap,
+                                                                    predictor.scale))),
+               instances=writer.n_instances,
                peak_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                load_avg=' '.join(f'{v:.1f}' for v in os.getloadavg()))
     sys.stdout.write(json.dumps(res) + '\n')
