@@ -14,6 +14,14 @@ from mmdet.utils import register_all_modules  # noqa: E402
 register_all_modules(init_default_scope=True)
 
 
+@pytest.fixture(autouse=True)
+def mmdet_default_scope():
+    """Every test starts in mmdet's registry scope: a test that builds an mmengine runner leaves
+    another scope current, and registry lookups of later tests would then depend on the order."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+
+
 @pytest.fixture(scope='session')
 def synthetic_release(tmp_path_factory):
     """A small synthetic release (3 cultures) in the EVICAN layout."""
