@@ -7,8 +7,8 @@ import os.path as osp
 import numpy as np
 import pytest
 
-from scripts.analysis_tools.culture_separability import (image_descriptor, main, morphology_accuracy,
-                                                          nearest_centroid)
+from scripts.analysis_tools.culture_separability import (detections_descriptor, image_descriptor, main,
+                                                          morphology_accuracy, nearest_centroid)
 
 # culture -> (cell radius, elongation, nucleus radius): Big round cells vs small elongated ones
 SHAPES = {'Big': (20.0, 1.0, 8.0), 'Small': (8.0, 2.5, 3.0)}
@@ -126,3 +126,20 @@ def test_model_evidence_of_a_model_that_always_says_one_culture(prepared, tmp_pa
         assert out[split]['instance_acc'] == round(100.0 * instances.count('MCF-7') / len(instances), 1)
         assert out[split]['image_acc'] == round(100.0 * sum(cs[0] == 'MCF-7' for cs in per_image) / len(per_image), 1)
         assert out[split]['branch_image_acc'] is None
+        det = out['detections'][split]
+        assert det['n_images'] == len(per_image) and 0.0 <= det['image_acc'] <= 100.0
+
+
+def test_detections_descriptor_keeps_confident_detections_and_their_kinds():
+    """Two confident detections (a cell of radius 20, a nucleus of radius 8) and a low-scoring cell
+    of radius 5: the descriptor is the annotations' descriptor of the first two."""
+    import torch
+    from mmengine.structures import InstanceData
+    yy, xx = np.mgrid[:100, :100]
+    disc = [(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r for cx, cy, r in ((50, 50, 20), (50, 50, 8), (10, 10, 5))]
+    pred = InstanceData(masks=torch.from_numpy(np.stack(disc)), labels=torch.tensor([0, 1, 0]),
+                        scores=torch.tensor([0.9, 0.8, 0.2]))
+    d = detections_descriptor(pred, ['cell', 'nucleus'], 0.3)
+    assert np.allclose(d, image_descriptor(disc[:2], ['cell', 'nucleus']))
+    assert np.exp(d[0]) == pytest.approx(40, rel=0.03) and np.exp(d[2]) == pytest.approx(16, rel=0.06)
+    assert np.isnan(detections_descriptor(pred, ['cell', 'nucleus'], 0.95)).all()

@@ -3,7 +3,7 @@
 of evidence, fitted on the train split and measured on train and on the (single-culture) eval split:
 
     python scripts/analysis_tools/culture_separability.py PREPARED_DIR
-        [--config CONFIG --checkpoint CKPT] [--out DIR]
+        [--config CONFIG --checkpoint CKPT [--score-thr 0.3]] [--out DIR]
 
 1. ``morphology (annotations)``: no model. Each image is described by the medians of its annotated
    instances' shape per kind (log equivalent diameter, log major/minor axis ratio, by scikit-image's
@@ -14,9 +14,14 @@ of evidence, fitted on the train split and measured on train and on the (single-
    posterior (stage-averaged cascade scores, kinds summed) on the ground-truth boxes; per instance and
    per image (sum of log posteriors over the image's instances).
 3. ``image culture branch`` (a checkpoint of a ``deepcis-imgculture_*`` config): the branch's posterior.
+4. ``morphology of the model's detections`` (with ``--config/--checkpoint``): descriptor 1 computed from
+   the model's own detections (score >= ``--score-thr``; kind from the class table), the nearest-centroid
+   classifier fitted on the train split's detections (so a constant bias of the predicted shapes cancels):
+   what a culture rule on the detector's morphology would give.
 
 A large train/eval gap in 2 or 3 with a high eval accuracy in 1 says the model memorised the training
-images rather than learning the culture (docs/culture_from_image.md). Writes ``culture_separability.md``
+images rather than learning the culture (docs/culture_from_image.md); 4 against 1 says how much of the
+morphology the detector's own masks keep. Writes ``culture_separability.md``
 and ``.json`` to ``--out`` (default: PREPARED_DIR).
 """
 import argparse
@@ -88,13 +93,9 @@ def _by_level(levels: List[int], hits: List[bool]) -> Dict[str, Optional[float]]
     return {f'L{lvl}': _acc([h for l_, h in zip(levels, hits) if l_ == lvl]) for lvl in sorted(set(levels))}
 
 
-def morphology_accuracy(prepared: str) -> dict:
-    """Evidence 1: nearest-centroid culture from annotated morphology (train fit, train/eval scored)."""
-    data = {s: annotated_images(osp.join(prepared, 'annotations', f)) for s, f in SPLITS}
-    for split, f in SPLITS:
-        if not data[split]:
-            raise ValueError(f'{osp.join(prepared, "annotations", f)}: no image whose annotations name exactly '
-                             'one culture (EVICAN2-style classes carry none)')
+def centroid_accuracy(data: Dict[str, List[Tuple[str, int, np.ndarray]]]) -> dict:
+    """Nearest-centroid culture of (culture, level, descriptor) items, fitted on data['train'] and scored
+    on every split: {split: image_acc, n_images, levels}."""
     tr_y = [c for c, _, _ in data['train']]
     tr_x = np.stack([d for _, _, d in data['train']])
     out = {}
@@ -105,6 +106,25 @@ def morphology_accuracy(prepared: str) -> dict:
     return out
 
 
+def morphology_accuracy(prepared: str) -> dict:
+    """Evidence 1: nearest-centroid culture from annotated morphology (train fit, train/eval scored)."""
+    data = {s: annotated_images(osp.join(prepared, 'annotations', f)) for s, f in SPLITS}
+    for split, f in SPLITS:
+        if not data[split]:
+            raise ValueError(f'{osp.join(prepared, "annotations", f)}: no image whose annotations name exactly '
+                             'one culture (EVICAN2-style classes carry none)')
+    return centroid_accuracy(data)
+
+
+def detections_descriptor(pred, kinds, score_thr: float) -> np.ndarray:
+    """:func:`image_descriptor` of one image's detections (mmdet ``pred_instances`` with full-image
+    masks) scoring at least ``score_thr``; ``kinds``: the kind of every label."""
+    keep = (pred.scores >= score_thr).nonzero().flatten().tolist()
+    masks = [np.asarray(pred.masks[i].cpu().numpy() if hasattr(pred.masks[i], 'cpu') else pred.masks[i], bool)
+             for i in keep]
+    return image_descriptor(masks, [kinds[int(pred.labels[i])] for i in keep])
+
+
 def _roi_logits(roi_head, x, rois):
     """Class logits of ``rois``: stage-averaged for a cascade (as its test does), else the one stage."""
     stages = getattr(roi_head, 'num_stages', None)
@@ -113,8 +133,9 @@ def _roi_logits(roi_head, x, rois):
     return sum(roi_head._bbox_forward(s, x, rois)['cls_score'] for s in range(stages)) / stages
 
 
-def model_accuracy(config: str, checkpoint: str, prepared: str) -> dict:
-    """Evidence 2 and 3 of a trained model on the ground-truth boxes of each split."""
+def model_accuracy(config: str, checkpoint: str, prepared: str, score_thr: float = 0.3) -> dict:
+    """Evidence 2 and 3 of a trained model on the ground-truth boxes of each split, and evidence 4 from
+    its detections (``detections``: nearest centroid fitted on the train split's detections)."""
     import torch
     from mmdet.registry import DATASETS
     from mmdet.structures.bbox import bbox2roi
@@ -125,11 +146,12 @@ def model_accuracy(config: str, checkpoint: str, prepared: str) -> dict:
     from deepcis_mm.models.culture_combination import culture_index
     cfg = Config.fromfile(config)
     model, _ = init_detector_strict(cfg, checkpoint, config)
-    names, label_culture = culture_index(class_table(model.dataset_meta)[0])
+    table = class_table(model.dataset_meta)
+    names, label_culture = culture_index(table[0])
     label_culture = torch.tensor(label_culture)
     roi_head = model.roi_head
     branch = getattr(roi_head, 'img_culture_head', None)
-    out = {}
+    out, detected = {}, {}
     for split, ann in SPLITS:
         ds_cfg = cfg.test_dataloader.dataset.copy()
         ds_cfg.update(data_root=prepared.rstrip('/') + '/', ann_file=f'annotations/{ann}', subset='all',
@@ -138,7 +160,7 @@ def model_accuracy(config: str, checkpoint: str, prepared: str) -> dict:
         if tuple(ds.metainfo['classes']) != tuple(model.dataset_meta['classes']):
             raise ValueError(f'{osp.join(prepared, "annotations", ann)}: classes differ from the checkpoint\'s '
                              f'({len(ds.metainfo["classes"])} vs {len(model.dataset_meta["classes"])})')
-        inst, img_vote, img_branch, levels = [], [], [], []
+        inst, img_vote, img_branch, levels, detected[split] = [], [], [], [], []
         for i in range(len(ds)):
             item = ds[i]
             data = model.data_preprocessor(dict(inputs=[item['inputs']], data_samples=[item['data_samples']]))
@@ -157,10 +179,14 @@ def model_accuracy(config: str, checkpoint: str, prepared: str) -> dict:
             if branch is not None:
                 img_branch.append(int(branch.predict(x).argmax(1)[0]) == int(true[0]))
             levels.append(int(ds.get_data_info(i).get('difficulty', 0) or 0))
+            with torch.no_grad():
+                pred = model.predict(data['inputs'], data['data_samples'], rescale=True)[0].pred_instances
+            detected[split].append((names[int(true[0])], levels[-1], detections_descriptor(pred, table[1], score_thr)))
         out[split] = dict(instance_acc=_acc(inst), image_acc=_acc(img_vote), levels=_by_level(levels, img_vote),
                           branch_image_acc=_acc(img_branch) if branch is not None else None,
                           branch_levels=_by_level(levels, img_branch) if branch is not None else None,
                           n_images=len(levels))
+    out['detections'] = centroid_accuracy(detected)
     return out
 
 
@@ -176,6 +202,9 @@ def report(morph: dict, model: Optional[dict]) -> str:
         if model['eval']['branch_image_acc'] is not None:
             rows.append(['image culture branch', model['train']['branch_image_acc'], model['eval']['branch_image_acc']]
                         + [model['eval']['branch_levels'].get(lv) for lv in levels] + ['n/a'])
+        det = model['detections']
+        rows.append(["morphology of the model's detections, nearest centroid", det['train']['image_acc'],
+                     det['eval']['image_acc']] + [det['eval']['levels'].get(lv) for lv in levels] + ['n/a'])
     header = ['evidence', 'image acc. train', 'image acc. eval'] + [f'eval {lv}' for lv in levels] + \
         ['instance acc. train / eval']
     n = f"{morph['train']['n_images']} train / {morph['eval']['n_images']} eval single-culture images"
@@ -187,6 +216,8 @@ def main(argv=None):
     p.add_argument('prepared', help='a prepared EVICAN folder (annotations/instances_{train,eval}.json, images/)')
     p.add_argument('--config')
     p.add_argument('--checkpoint')
+    p.add_argument('--score-thr', type=float, default=0.3,
+                   help="detections kept for the morphology of the model's detections (default 0.3)")
     p.add_argument('--out')
     args = p.parse_args(argv)
     if bool(args.config) != bool(args.checkpoint):
@@ -196,7 +227,7 @@ def main(argv=None):
             p.error(f'{osp.join(args.prepared, "annotations", f)}: not found (a prepared EVICAN folder is needed)')
     try:
         morph = morphology_accuracy(args.prepared)
-        model = model_accuracy(args.config, args.checkpoint, args.prepared) if args.config else None
+        model = model_accuracy(args.config, args.checkpoint, args.prepared, args.score_thr) if args.config else None
     except ValueError as e:  # bad data or a checkpoint of other classes: one line, nothing written
         raise SystemExit(f'culture_separability.py: error: {e}')
     text = report(morph, model)
