@@ -232,7 +232,11 @@ def main(argv=None) -> int:
     # the runner's commands run in the repository: paths inside it relative to it, others absolute
     args.data_root, args.work_dir = (_from_root(x) for x in (args.data_root, args.work_dir))
     os.chdir(ROOT)
-    data = prepare_data(args.data_root, args.annotate_frac, args.seed)
+    try:
+        data = prepare_data(args.data_root, args.annotate_frac, args.seed)
+    except (OSError, ValueError) as e:  # e.g. a partial file that is no subset of the full one
+        print(f'{prog}: error: {e}', file=sys.stderr)
+        return 2
     plan = [(n, k, osp.join(args.work_dir, run_name(n, k))) for n in names for k in seeds]
     if args.print_only:
         for n, k, wd in plan:
