@@ -226,11 +226,11 @@ def test_oracle_annotations_mark_exactly_the_objects_the_partial_file_leaves_out
 
 
 class _Run:
-    def __init__(self, segm, seed=0):
+    def __init__(self, segm, seed=0, agn=0.4):
         lv = {k: dict(mAP=segm) for k in ('1', '2', '3', 'all')}
         self.seed = seed
         self.tables = dict(bbox=dict(levels=lv, agnostic=dict(all=dict(mAP=0.5, AR_50=0.7))),
-                           segm=dict(levels=lv, agnostic=dict(all=dict(mAP=0.4, AR_50=0.6, precision_50=0.9))))
+                           segm=dict(levels=lv, agnostic=dict(all=dict(mAP=agn, AR_50=0.6, precision_50=0.9))))
 
 
 def _rows(text):
@@ -239,11 +239,12 @@ def _rows(text):
 
 def test_comparison_summary_gap_recovered():
     mod = _script()
-    text = mod.summary_table(dict(full=[_Run(0.30)], naive=[_Run(0.20)], ignore=[_Run(0.26)]), 0.8)
+    text = mod.summary_table(dict(full=[_Run(0.30, agn=0.50)], naive=[_Run(0.20, agn=0.40)],
+                                  ignore=[_Run(0.26, agn=0.49)]), 0.8)
     rows = _rows(text)
-    assert rows['ignore'].rstrip(' |').endswith('60 %')  # (26 - 20) / (30 - 20)
-    assert '| 50.0 | 40.0 | 70.0 | 60.0 | 90.0 | 60 % |' in rows['ignore'] and 'gap 10.0 points' in text
-    assert rows['full'].rstrip(' |').endswith('n/a') and 'per training seed' not in text
+    # segm (26 - 20) / (30 - 20); class-agnostic segm (49 - 40) / (50 - 40)
+    assert '| 50.0 | 49.0 | 70.0 | 60.0 | 90.0 | 60 % | 90 % |' in rows['ignore'] and 'gap 10.0 points' in text
+    assert rows['full'].endswith('| n/a | n/a |') and 'per training seed' not in text
 
 
 def test_comparison_summary_over_seeds_uses_the_means():
@@ -253,7 +254,7 @@ def test_comparison_summary_over_seeds_uses_the_means():
     text = mod.summary_table(runs, 0.8)
     rows = _rows(text.split('per training seed')[0])
     # means 32 / 21 / 26: (26 - 21) / (32 - 21) = 45 %
-    assert rows['ignore'].startswith('| ignore | 2 | 26.0 |') and rows['ignore'].rstrip(' |').endswith('45 %')
+    assert rows['ignore'].startswith('| ignore | 2 | 26.0 |') and rows['ignore'].endswith('| 45 % | n/a |')
     assert 'gap 11.0 points' in text and 'means over training seeds' in text
     per_seed = text.split('per training seed')[1]
     assert '| ignore | 23.0 | 29.0 | 26.0 | 23.0-29.0 |' in per_seed
