@@ -225,6 +225,16 @@ def test_oracle_annotations_mark_exactly_the_objects_the_partial_file_leaves_out
         mod.oracle_annotations(*paths)
 
 
+def test_plan_seeds_per_variant_and_errors():
+    mod = _script()
+    assert mod.plan_seeds('naive,oracle@0+2,full', '0,1') == dict(naive=[0, 1], oracle=[0, 2], full=[0, 1])
+    assert mod.plan_seeds('ignore@3', '0') == dict(ignore=[3])
+    for variants, seeds, flag in (('naive', 'a', '--train-seeds'), ('naive', '-1', '--train-seeds'),
+                                  ('naive@', '0', '--variants naive@'), ('orcle', '0', '--variants: unknown')):
+        with pytest.raises(ValueError, match=flag):
+            mod.plan_seeds(variants, seeds)
+
+
 class _Run:
     def __init__(self, segm, seed=0, agn=0.4):
         lv = {k: dict(mAP=segm) for k in ('1', '2', '3', 'all')}

@@ -4,7 +4,7 @@ iterations, fully annotated eval), trained on fully annotated train (upper bound
 annotated train as it is (naive), and with each remedy, at one or more training seeds; then one table.
 
     python scripts/analysis_tools/partial_annotation.py [--annotate-frac 0.8] [--seed 0]
-        [--variants full,naive,ignore,known-background,blurred] [--train-seeds 0,1,2]
+        [--variants full,naive,ignore,known-background,blurred,oracle@0] [--train-seeds 0,1,2]
         [--work-dir work_dirs/partial_annotation] [--data-root data/partial_annotation] [--print-only]
 
 Data (written once, kept; delete the folder to rewrite it): the demo's synthetic release (4 cultures,
@@ -208,6 +208,26 @@ def summary_table(runs: Dict[str, Sequence], annotate_frac: float) -> str:
     return text
 
 
+def plan_seeds(variants: str, train_seeds: str) -> Dict[str, List[int]]:
+    """``--variants`` and ``--train-seeds`` -> {variant: its training seeds}; ``NAME@1+2`` gives a
+    variant its own seeds. A bad name or seed list is a ValueError naming the flag."""
+    def seeds(text: str, sep: str, flag: str) -> List[int]:
+        try:
+            out = sorted({int(k) for k in text.split(sep) if k.strip()})
+        except ValueError:
+            out = []
+        if not out or min(out) < 0:
+            raise ValueError(f'{flag}: one or more integers >= 0 separated by {sep!r}, got {text!r}')
+        return out
+
+    default = seeds(train_seeds, ',', '--train-seeds')
+    specs = [v.strip().partition('@') for v in variants.split(',') if v.strip()]
+    unknown = [n for n, _, _ in specs if n not in VARIANTS]
+    if unknown or not specs:
+        raise ValueError(f'--variants: unknown {unknown} (choose from {", ".join(VARIANTS)})')
+    return {n: seeds(k, '+', f'--variants {n}@') if at else default for n, at, k in specs}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--annotate-frac', type=float, default=0.8,
@@ -216,22 +236,18 @@ def main(argv=None) -> int:
     p.add_argument('--train-seeds', default='0',
                    help='comma-separated training seeds (randomness.seed), each variant trained once per seed')
     p.add_argument('--variants', default=DEFAULT_VARIANTS,
-                   help=f'comma-separated, from {", ".join(VARIANTS)} (default {DEFAULT_VARIANTS})')
+                   help=f'comma-separated, from {", ".join(VARIANTS)} (default {DEFAULT_VARIANTS}); '
+                        'NAME@0+1 trains that variant at these seeds instead of --train-seeds')
     p.add_argument('--data-root', default='data/partial_annotation')
     p.add_argument('--work-dir', default='work_dirs/partial_annotation')
     p.add_argument('--print-only', action='store_true', help='prepare the data, print the commands, train nothing')
     args = p.parse_args(argv)
     prog = 'partial_annotation.py'
-    names = [n.strip() for n in args.variants.split(',') if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown or not names:
-        p.error(f'--variants: unknown {unknown} (choose from {", ".join(VARIANTS)})')
     try:
-        seeds = sorted({int(k) for k in args.train_seeds.split(',') if k.strip()})
-    except ValueError:
-        p.error(f'--train-seeds: comma-separated integers, got {args.train_seeds!r}')
-    if not seeds or min(seeds) < 0:
-        p.error(f'--train-seeds: one or more integers >= 0, got {args.train_seeds!r}')
+        seeds_of = plan_seeds(args.variants, args.train_seeds)
+    except ValueError as e:
+        p.error(str(e))
+    names = list(seeds_of)
     if not 0.0 < args.annotate_frac < 1.0:
         p.error('--annotate-frac: strictly between 0 and 1 (1 is the upper bound "full")')
     # the runner's commands run in the repository: paths inside it relative to it, others absolute
@@ -242,7 +258,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as e:  # e.g. a partial file that is no subset of the full one
         print(f'{prog}: error: {e}', file=sys.stderr)
         return 2
-    plan = [(n, k, osp.join(args.work_dir, run_name(n, k))) for n in names for k in seeds]
+    plan = [(n, k, osp.join(args.work_dir, run_name(n, k))) for n in names for k in seeds_of[n]]
     if args.print_only:
         for n, k, wd in plan:
             config, kind = VARIANTS[n]
