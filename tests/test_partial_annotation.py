@@ -268,6 +268,13 @@ def test_comparison_summary_over_seeds_uses_the_means():
     assert 'gap 11.0 points' in text and 'means over training seeds' in text
     per_seed = text.split('per training seed')[1]
     assert '| ignore | 23.0 | 29.0 | 26.0 | 23.0-29.0 |' in per_seed
+    # a variant trained at seed 1 only is compared with full and naive at seed 1: (28 - 22) / (34 - 22)
+    runs['oracle'] = [_Run(0.28, 1)]
+    rows = _rows(mod.summary_table(runs, 0.8).split('per training seed')[0])
+    assert rows['oracle'].startswith('| oracle | 1 | 28.0 |') and rows['oracle'].endswith('| 50 % | n/a |')
+    runs['blurred'] = [_Run(0.28, 5)]  # no full/naive run at seed 5: nothing to compare with
+    rows = _rows(mod.summary_table(runs, 0.8).split('per training seed')[0])
+    assert rows['blurred'].endswith('| n/a | n/a |')
 
 
 @pytest.mark.parametrize('remedy', ['ignore-unannotated', 'known-background'])

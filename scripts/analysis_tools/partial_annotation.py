@@ -172,11 +172,19 @@ def summary_table(runs: Dict[str, Sequence], annotate_frac: float) -> str:
                'agn. segm precision@0.5 (score>=0.5)', 'segm gap recovered', 'agn. segm gap recovered']
     means = {name: {k: _mean([_metrics(r)[k] for r in rs]) for k in _metrics(rs[0])}
              for name, rs in runs.items() if rs}
+
     def recovered(key, name):
-        full, naive, v = (means.get(n, {}).get(key) for n in ('full', 'naive', name))
-        if None in (full, naive, v) or abs(full - naive) < 1e-9 or name in ('full', 'naive'):
+        # paired by seed: full and naive at the variant's own seeds (a seed moves every run alike)
+        if name in ('full', 'naive'):
             return 'n/a'
-        return f'{100 * (v - naive) / (full - naive):.0f} %'
+        seeds = {r.seed for r in runs[name]}
+        ref = {n: [_metrics(r)[key] for r in runs.get(n, []) if r.seed in seeds] for n in ('full', 'naive')}
+        if any(len(v) < len(seeds) or None in v for v in ref.values()) or means[name][key] is None:
+            return 'n/a'
+        full, naive = _mean(ref['full']), _mean(ref['naive'])
+        if abs(full - naive) < 1e-9:
+            return 'n/a'
+        return f'{100 * (means[name][key] - naive) / (full - naive):.0f} %'
 
     full, naive = (means.get(n, {}).get('segm all') for n in ('full', 'naive'))
     gap = full - naive if full is not None and naive is not None else None
@@ -191,7 +199,8 @@ def summary_table(runs: Dict[str, Sequence], annotate_frac: float) -> str:
     n_seeds = max(len(rs) for rs in runs.values())
     note = (f'COCO metrics in % on the fully annotated eval split; train/val annotated fraction '
             f'{annotate_frac:g} (full: 1)' + (f'; means over training seeds' if n_seeds > 1 else '')
-            + '. Gap recovered = (variant - naive) / (full - naive) of segm mAP all'
+            + '. Gap recovered = (variant - naive) / (full - naive), full and naive at the variant\'s own '
+            'seeds, of segm mAP all'
             + (f' (gap {100 * gap:.1f} points)' if gap is not None else '')
             + ' and of class-agnostic segm AP (cells and nuclei found, whatever their class).')
     text = note + '\n\n' + '\n'.join(lines) + '\n'
